@@ -1,0 +1,163 @@
+"""The dataset directory's ``manifest.json``: build options and one shard per recording.
+
+A dataset directory holds ``manifest.json`` and one TFRecord shard per
+recording under ``train/``, ``dev/`` or ``test/``. The manifest is the source
+of truth: a shard that is not listed in it (or whose size or checksum differs)
+is not part of the dataset. It is always replaced atomically, so a killed
+build leaves either the old manifest or the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from emorec.schema import MODALITIES, PARTITIONS, SCHEMA_VERSION, SchemaError
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclasses.dataclass
+class ShardInfo:
+    """One recording's shard: where it is, what it holds and its checksum."""
+
+    recording_id: str
+    partition: str
+    subject_id: str
+    path: str  # relative to the dataset directory, e.g. "train/train_1.tfrecord"
+    windows: int
+    frames: int  # real (valid) frames of the recording
+    has_labels: bool
+    bytes: int
+    sha256: str
+    report: list[str] = dataclasses.field(default_factory=list)  # trims, pads, face gaps
+
+
+@dataclasses.dataclass
+class DatasetManifest:
+    """Build options plus the shards of every recording, keyed by recording id."""
+
+    options: dict
+    shards: dict[str, ShardInfo] = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modalities stored in this dataset, e.g. ``("audio", "video")``."""
+        return tuple(self.options["modalities"])
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per stored window (150 for 6 s windows)."""
+        return int(self.options["window_frames"])
+
+    def shards_for(self, partition: str) -> list[ShardInfo]:
+        """Shards of one partition, sorted by recording id."""
+        if partition not in PARTITIONS:
+            raise ValueError(f"unknown partition {partition!r} (expected one of {PARTITIONS})")
+        return sorted(
+            (s for s in self.shards.values() if s.partition == partition),
+            key=lambda s: s.recording_id,
+        )
+
+    def has_labels(self, partition: str) -> bool:
+        """True if every recording of the partition carries labels."""
+        shards = self.shards_for(partition)
+        return bool(shards) and all(s.has_labels for s in shards)
+
+    def partition_summary(self) -> dict:
+        """Per-partition recordings, subjects, window and frame counts."""
+        summary = {}
+        for partition in PARTITIONS:
+            shards = self.shards_for(partition)
+            if not shards:
+                continue
+            summary[partition] = {
+                "recordings": [s.recording_id for s in shards],
+                "subjects": sorted({s.subject_id for s in shards}),
+                "windows": sum(s.windows for s in shards),
+                "frames": sum(s.frames for s in shards),
+                "has_labels": all(s.has_labels for s in shards),
+            }
+        return summary
+
+    def to_json(self) -> dict:
+        """The JSON document written to ``manifest.json``."""
+        return {
+            "schema_version": self.schema_version,
+            "options": self.options,
+            "partitions": self.partition_summary(),
+            "shards": [dataclasses.asdict(s) for s in sorted(
+                self.shards.values(), key=lambda s: (s.partition, s.recording_id))],
+        }
+
+
+def manifest_path(data_dir: str | os.PathLike) -> Path:
+    """Path of the manifest file inside a dataset directory."""
+    return Path(data_dir) / MANIFEST_NAME
+
+
+def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
+    """Load and check a dataset directory's manifest; errors name the file."""
+    path = manifest_path(data_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no dataset manifest here; build one with `python -m tfrecords_tools.build`"
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON ({exc})") from exc
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: dataset has schema version {version}, this emorec reads version "
+            f"{SCHEMA_VERSION}; rebuild it with `python -m tfrecords_tools.build ... --force`"
+        )
+    try:
+        options = doc["options"]
+        shards = {s["recording_id"]: ShardInfo(**s) for s in doc["shards"]}
+    except (KeyError, TypeError) as exc:
+        raise SchemaError(f"{path}: malformed manifest ({exc!r})") from exc
+    unknown = set(options.get("modalities", [])) - set(MODALITIES)
+    if unknown or not options.get("modalities"):
+        raise SchemaError(f"{path}: bad modalities {options.get('modalities')!r}")
+    return DatasetManifest(options=options, shards=shards, schema_version=version)
+
+
+def write_manifest(data_dir: str | os.PathLike, manifest: DatasetManifest) -> Path:
+    """Write the manifest atomically (temporary file, then rename)."""
+    path = manifest_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,208 @@
+"""Continuous arousal/valence label tracks: CSV and AVEC 2016 ARFF readers, and the frame pairing.
+
+Frame ``i`` covers ``[0.04 i, 0.04 (i + 1))``. With ``alignment="end"`` (the
+original code) it gets the track linearly interpolated at ``0.04 (i + 1)``;
+with ``"start"`` (End2You) at ``0.04 i``. Outside the track the edge value is
+held; whether the track is long enough is the build's tolerance check.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from emorec.errors import ConfigError, LabelError
+from emorec.schema import DEFAULT_LABEL_ALIGNMENT, FRAME_PERIOD, LABEL_ALIGNMENTS
+
+CSV_COLUMNS = ("time", "arousal", "valence")
+ARFF_TIME = "frametime"
+ARFF_VALUE = "goldstandard"
+
+
+@dataclasses.dataclass
+class LabelTrack:
+    """Label samples at ``times`` (N,) float64 seconds, ``values`` (N, 2) float32 [arousal, valence]."""
+
+    times: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self):
+        self.times = np.asarray(self.times, dtype=np.float64)
+        self.values = np.asarray(self.values, dtype=np.float32)
+        n = len(self.times)
+        if self.times.ndim != 1 or self.values.shape != (n, 2):
+            raise ValueError(
+                f"LabelTrack needs times (N,) and values (N, 2), got {self.times.shape} "
+                f"and {self.values.shape}"
+            )
+
+    @property
+    def duration(self) -> float:
+        """Time of the last label sample in seconds (tracks start at the recording's start)."""
+        return float(self.times[-1]) if len(self.times) else 0.0
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def _check_series(path: Path, times: np.ndarray, values: np.ndarray, names, lines) -> None:
+    """Raise LabelError for empty, non-finite or non-increasing label data.
+
+    ``lines`` holds each data row's line number in the file, so errors can name it.
+    """
+    if len(times) == 0:
+        raise LabelError(f"{path}: no label rows")
+    columns = [("time", times)] + [(name, values[:, j]) for j, name in enumerate(names)]
+    for name, column in columns:
+        bad = np.flatnonzero(~np.isfinite(column))
+        if bad.size:
+            raise LabelError(f"{path}: line {lines[bad[0]]}: {name} is not a finite number")
+    steps = np.flatnonzero(np.diff(times) <= 0)
+    if steps.size:
+        k = steps[0] + 1
+        raise LabelError(
+            f"{path}: line {lines[k]}: time {times[k]:g} does not increase "
+            f"(previous {times[k - 1]:g})"
+        )
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")  # reported by _check_series with its row
+
+
+def read_label_csv(path) -> LabelTrack:
+    """Read a ``time,arousal,valence`` CSV (extra columns ignored) into a LabelTrack."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such label file")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise LabelError(
+                f"{path}: empty label file (expected a header {','.join(CSV_COLUMNS)})"
+            )
+        names = [h.strip().lower() for h in header]
+        missing = [c for c in CSV_COLUMNS if c not in names]
+        if missing:
+            raise LabelError(
+                f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
+            )
+        index = [names.index(c) for c in CSV_COLUMNS]
+        rows, lines = [], []
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) <= max(index):
+                raise LabelError(
+                    f"{path}: line {reader.line_num}: {len(row)} fields, header has {len(names)}"
+                )
+            rows.append([_to_float(row[i]) for i in index])
+            lines.append(reader.line_num)
+    data = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    _check_series(path, data[:, 0], data[:, 1:], CSV_COLUMNS[1:], lines)
+    return LabelTrack(data[:, 0], data[:, 1:])
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def read_arff(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an AVEC 2016 gold-standard ARFF: ``(times (N,) float64, values (N,) float32)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such ARFF file")
+    attributes: list[str] = []
+    times, values, lines = [], [], []
+    in_data = False
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for line_num, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if not line or line.startswith("%"):
+                continue
+            if not in_data:
+                lower = line.lower()
+                if lower.startswith("@attribute"):
+                    parts = line.split(None, 2)
+                    if len(parts) < 3:
+                        raise LabelError(f"{path}: line {line_num}: malformed @attribute")
+                    attributes.append(_unquote(parts[1]).lower())
+                elif lower.startswith("@data"):
+                    in_data = True
+                    missing = [a for a in (ARFF_TIME, ARFF_VALUE) if a not in attributes]
+                    if missing:
+                        raise LabelError(
+                            f"{path}: missing attribute(s) "
+                            f"{', '.join({ARFF_TIME: 'frameTime', ARFF_VALUE: 'GoldStandard'}[a] for a in missing)}"
+                        )
+                    t_col, v_col = attributes.index(ARFF_TIME), attributes.index(ARFF_VALUE)
+                elif lower.startswith("@relation"):
+                    continue
+                else:
+                    raise LabelError(
+                        f"{path}: line {line_num}: unexpected header line {line[:40]!r}"
+                    )
+                continue
+            if line.startswith("{"):
+                raise LabelError(f"{path}: line {line_num}: sparse ARFF rows are not supported")
+            fields = next(
+                csv.reader([line], quotechar="'" if "'" in line else '"', skipinitialspace=True)
+            )
+            if len(fields) != len(attributes):
+                raise LabelError(
+                    f"{path}: line {line_num}: {len(fields)} fields, {len(attributes)} attributes"
+                )
+            times.append(_to_float(fields[t_col].strip()))
+            values.append(_to_float(fields[v_col].strip()))
+            lines.append(line_num)
+    if not in_data:
+        raise LabelError(f"{path}: not an ARFF file (no @data section)")
+    t = np.array(times, dtype=np.float64)
+    v = np.array(values, dtype=np.float64).reshape(-1, 1)
+    _check_series(path, t, v, ("GoldStandard",), lines)
+    return t, v[:, 0].astype(np.float32)
+
+
+def read_recola_gold(arousal_arff, valence_arff) -> LabelTrack:
+    """Combine a recording's AVEC 2016 arousal and valence gold-standard ARFFs into a LabelTrack."""
+    t_a, arousal = read_arff(arousal_arff)
+    t_v, valence = read_arff(valence_arff)
+    if len(t_a) != len(t_v) or not np.allclose(t_a, t_v, rtol=0.0, atol=1e-6):
+        raise LabelError(
+            f"{arousal_arff} and {valence_arff}: frame times differ "
+            f"({len(t_a)} rows up to {t_a[-1]:g} s vs {len(t_v)} rows up to {t_v[-1]:g} s)"
+        )
+    return LabelTrack(t_a, np.stack([arousal, valence], axis=1))
+
+
+def label_times(num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT) -> np.ndarray:
+    """Times (s) at which frames ``0 .. num_frames - 1`` take their labels under ``alignment``."""
+    if alignment not in LABEL_ALIGNMENTS:
+        raise ConfigError(
+            f"unknown label_alignment {alignment!r} (expected one of {', '.join(LABEL_ALIGNMENTS)})"
+        )
+    offset = 1 if alignment == "end" else 0
+    return (np.arange(num_frames, dtype=np.float64) + offset) * FRAME_PERIOD
+
+
+def labels_for_frames(
+    track: LabelTrack, num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT
+) -> np.ndarray:
+    """Labels ``(num_frames, 2)`` float32 for grid frames, interpolated at the aligned times."""
+    times = label_times(num_frames, alignment)
+    if len(track) == 0:
+        raise LabelError("empty label track")
+    out = np.empty((num_frames, 2), dtype=np.float32)
+    for j in range(2):
+        out[:, j] = np.interp(times, track.times, track.values[:, j].astype(np.float64))
+    return out

@@ -1,0 +1,220 @@
+"""The recurrent part of the Tzirakis et al. models: 2 LSTM layers and a linear output.
+
+The released code used TF 0.12's ``LSTMCell(use_peepholes=True,
+cell_clip=100)`` with forget bias 1, which Keras has no equivalent for, so
+:class:`PeepholeLSTMCell` re-implements its equations (gate order and
+initialisation as in TF 1):
+
+    z          = [x_t, h_{t-1}] @ W + b            split into i, j, f, o
+    c_t        = σ(f + forget_bias + w_f ⊙ c_{t-1}) ⊙ c_{t-1}
+               + σ(i + w_i ⊙ c_{t-1}) ⊙ tanh(j)
+    c_t        = clip(c_t, −cell_clip, cell_clip)
+    h_t        = σ(o + w_o ⊙ c_t) ⊙ tanh(c_t)
+
+Note the output-gate peephole reads the *new* (clipped) cell state.
+
+State layout (used by the streaming export): :class:`RecurrentHead` packs the
+states of all layers into one tensor ``(batch, 2 * num_layers, units)`` where
+index ``2 l`` is ``h`` and ``2 l + 1`` is ``c`` of LSTM layer ``l`` (0 = the
+layer that reads the features). All zeros = the start of a sequence, which is
+what the offline model uses for every training window (not stateful).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+RECURRENT_CHOICES = ("peephole", "keras")
+NUM_OUTPUTS = 2  # arousal, valence
+
+RECURRENT_DEFAULTS = {
+    "recurrent": "peephole",  # "keras" = keras.layers.LSTM (no peepholes, no clipping)
+    "lstm_units": 256,
+    "lstm_layers": 2,
+    "cell_clip": 100.0,  # null = no clipping (peephole cell only)
+    "forget_bias": 1.0,
+}
+
+
+@keras.saving.register_keras_serializable(package="emorec")
+class PeepholeLSTMCell(keras.layers.Layer):
+    """LSTM cell with diagonal peephole connections and an optionally clipped cell state.
+
+    The arguments default to TF 1 ``LSTMCell``'s (no clipping, forget bias 1);
+    the model settings (clip 100) come from ``RECURRENT_DEFAULTS``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        *,
+        use_peepholes: bool = True,
+        cell_clip: float | None = None,
+        forget_bias: float = 1.0,
+        kernel_initializer="glorot_uniform",
+        peephole_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.use_peepholes = bool(use_peepholes)
+        self.cell_clip = None if cell_clip is None else float(cell_clip)
+        self.forget_bias = float(forget_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.peephole_initializer = keras.initializers.get(peephole_initializer)
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        """Create one kernel over ``[x, h]`` (as TF 1 does, so Glorot sees the joint fans)."""
+        input_dim = int(input_shape[-1])
+        u = self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim + u, 4 * u), initializer=self.kernel_initializer, name="kernel"
+        )
+        # The forget bias is a constant added in call(), not an initial value.
+        self.bias = self.add_weight(shape=(4 * u,), initializer="zeros", name="bias")
+        if self.use_peepholes:
+            self.w_i = self.add_weight(shape=(u,), initializer=self.peephole_initializer, name="w_i")
+            self.w_f = self.add_weight(shape=(u,), initializer=self.peephole_initializer, name="w_f")
+            self.w_o = self.add_weight(shape=(u,), initializer=self.peephole_initializer, name="w_o")
+        self.built = True
+
+    def call(self, inputs, states, training=False):
+        """One time step: returns ``(h_t, [h_t, c_t])``."""
+        h_prev, c_prev = states[0], states[1]
+        z = ops.matmul(ops.concatenate([inputs, h_prev], axis=-1), self.kernel) + self.bias
+        i, j, f, o = ops.split(z, 4, axis=-1)
+        if self.use_peepholes:
+            i = i + self.w_i * c_prev
+            f = f + self.w_f * c_prev
+        c = ops.sigmoid(f + self.forget_bias) * c_prev + ops.sigmoid(i) * ops.tanh(j)
+        if self.cell_clip is not None:
+            c = ops.clip(c, -self.cell_clip, self.cell_clip)
+        if self.use_peepholes:
+            o = o + self.w_o * c
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+    def get_config(self):
+        """Serializable constructor arguments."""
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            use_peepholes=self.use_peepholes,
+            cell_clip=self.cell_clip,
+            forget_bias=self.forget_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            peephole_initializer=keras.initializers.serialize(self.peephole_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="emorec")
+class RecurrentHead(keras.layers.Layer):
+    """Stacked LSTM layers + a Dense(2) shared over time, with explicit states.
+
+    ``head(x)`` runs from zero states, ``head(x, initial_states=s)`` from
+    ``s``; both return ``(emotion (B, T, 2), final_states)`` with the states
+    packed as ``(B, 2 * num_layers, units)`` (see the module docstring). The
+    output structure never changes because a Keras functional graph checks
+    every call of a layer against its first one; offline models simply leave
+    the states unused. The same weights serve every call, so an offline and a
+    streaming model share one head.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        num_layers: int,
+        *,
+        cell: str,
+        cell_clip: float | None,
+        forget_bias: float,
+        num_outputs: int = NUM_OUTPUTS,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if cell not in RECURRENT_CHOICES:
+            raise ValueError(f"cell must be one of {RECURRENT_CHOICES}, got {cell!r}")
+        if cell == "keras" and float(forget_bias) not in (0.0, 1.0):
+            raise ValueError("keras.layers.LSTM supports a forget bias of 0 or 1 only")
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.cell = cell
+        self.cell_clip = None if cell_clip is None else float(cell_clip)
+        self.forget_bias = float(forget_bias)
+        self.num_outputs = int(num_outputs)
+        self.rnns = [self._make_rnn(k) for k in range(self.num_layers)]
+        self.output_layer = keras.layers.Dense(self.num_outputs, name="output")
+
+    def _make_rnn(self, k: int):
+        if self.cell == "keras":
+            # Keras' LSTM puts the forget bias into the bias initialiser instead.
+            return keras.layers.LSTM(
+                self.units,
+                return_sequences=True,
+                return_state=True,
+                unit_forget_bias=self.forget_bias == 1.0,
+                name=f"lstm_{k}",
+            )
+        cell = PeepholeLSTMCell(
+            self.units, cell_clip=self.cell_clip, forget_bias=self.forget_bias, name=f"cell_{k}"
+        )
+        return keras.layers.RNN(cell, return_sequences=True, return_state=True, name=f"lstm_{k}")
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """Shape of the packed state tensor without the batch axis."""
+        return (2 * self.num_layers, self.units)
+
+    def zero_states(self, batch_size: int):
+        """Packed all-zero states (the start of a recording)."""
+        return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
+
+    def build(self, input_shape):
+        """Build every LSTM layer and the output layer from the feature shape."""
+        shape = tuple(input_shape)
+        for rnn in self.rnns:
+            rnn.build(shape)
+            shape = shape[:-1] + (self.units,)
+        self.output_layer.build(shape)
+        self.built = True
+
+    def call(self, inputs, initial_states=None, training=None):
+        """Run the LSTM stack over ``(B, T, D)``; returns ``(emotion, final_states)``."""
+        x = inputs
+        final = []
+        for k, rnn in enumerate(self.rnns):
+            init = None
+            if initial_states is not None:
+                init = [initial_states[:, 2 * k], initial_states[:, 2 * k + 1]]
+            x, h, c = rnn(x, initial_state=init, training=training)
+            final += [h, c]
+        return self.output_layer(x), ops.stack(final, axis=1)
+
+    def get_config(self):
+        """Serializable constructor arguments."""
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            num_layers=self.num_layers,
+            cell=self.cell,
+            cell_clip=self.cell_clip,
+            forget_bias=self.forget_bias,
+            num_outputs=self.num_outputs,
+        )
+        return config
+
+
+def recurrent_head_from_config(config: dict, name: str = "recurrent") -> RecurrentHead:
+    """Build the head from a resolved model config (keys of :data:`RECURRENT_DEFAULTS`)."""
+    return RecurrentHead(
+        config["lstm_units"],
+        config["lstm_layers"],
+        cell=config["recurrent"],
+        cell_clip=config["cell_clip"],
+        forget_bias=config["forget_bias"],
+        name=name,
+    )

@@ -1,0 +1,187 @@
+"""The Tzirakis et al. visual network: ResNet-50 v1 on a face crop → 2048 features.
+
+The trunk is ``keras.applications.ResNet50(include_top=False,
+pooling="avg")`` (23,587,712 parameters for 3 input channels). The release
+built slim's ``resnet_v1_50`` inside the ResNet arg scope, so by default the
+trunk is rebuilt from its config with that scope's settings: batch norm
+momentum 0.997 and epsilon 1e-5 (Keras: 0.99 / 1.001e-5) and L2 weight decay
+1e-4 on every conv kernel (TF 1 convention ``wd · Σw² / 2``). Remaining
+differences from slim, kept because the architecture is Keras': conv biases,
+and the stride of a down-sampling block sits on its first 1 × 1 conv.
+
+Inputs are float32 faces in [0, 1] as in the release (``input_norm: none``).
+``input_norm: imagenet`` applies the ImageNet mean/std per channel, ``caffe``
+the preprocessing Keras' own ImageNet ResNet-50 weights were trained with
+(×255, RGB → BGR, minus the BGR mean); use ``caffe`` with
+``visual_weights: imagenet``.
+
+``visual_weights``: ``none`` (random He init), ``imagenet`` (Keras' ImageNet
+file, read only from the local Keras cache: nothing is downloaded), or a path
+to a ``.weights.h5`` file saved from a ``visual_cnn`` sub-model (or a legacy
+``.h5`` ResNet-50 no-top file, loaded into the trunk).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+import keras
+from keras import ops
+
+from emorec.errors import ConfigError
+from emorec.schema import DEFAULT_FACE_SIZE
+
+VISUAL_FEATURES = 2048
+INPUT_NORMS = ("none", "imagenet", "caffe")
+IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+VISUAL_DEFAULTS = {
+    "face_size": DEFAULT_FACE_SIZE,
+    "visual_weights": "none",  # none | imagenet | path to .weights.h5
+    "input_norm": "none",  # none | imagenet | caffe
+    "visual_weight_decay": 1.0e-4,  # TF 1 convention: wd * sum(w^2) / 2
+    "visual_bn_momentum": 0.997,
+    "visual_bn_epsilon": 1.0e-5,
+}
+
+
+@keras.saving.register_keras_serializable(package="emorec")
+class InputNorm(keras.layers.Layer):
+    """Fixed per-channel input normalisation of [0, 1] RGB faces (no weights)."""
+
+    def __init__(self, mode: str = "none", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        """Apply the normalisation chosen by ``mode``."""
+        if self.mode == "imagenet":
+            mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB, dtype=inputs.dtype)
+            std = ops.convert_to_tensor(IMAGENET_STD_RGB, dtype=inputs.dtype)
+            return (inputs - mean) / std
+        if self.mode == "caffe":
+            bgr = ops.flip(inputs, axis=-1) * 255.0
+            return bgr - ops.convert_to_tensor(CAFFE_MEAN_BGR, dtype=inputs.dtype)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        """Shape is unchanged."""
+        return input_shape
+
+    def get_config(self):
+        """Serializable constructor arguments."""
+        return {**super().get_config(), "mode": self.mode}
+
+
+def imagenet_weights_path() -> Path:
+    """Where Keras caches the ImageNet no-top ResNet-50 file ($KERAS_HOME or ~/.keras)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models" / IMAGENET_NOTOP_FILE
+
+
+@functools.cache
+def _resnet50_config(face_size: int) -> dict:
+    # Instantiating keras.applications.ResNet50 creates and initialises its
+    # weights; keeping its config lets later builds pay for one set only.
+    trunk = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(face_size, face_size, 3), pooling="avg"
+    )
+    return trunk.get_config()
+
+
+def _resnet50_trunk(face_size: int, weight_decay, bn_momentum, bn_epsilon) -> keras.Model:
+    """Keras' ResNet-50 (no top, average pool) rebuilt with slim's arg-scope settings."""
+    config = copy.deepcopy(_resnet50_config(face_size))
+    regularizer = (
+        keras.regularizers.serialize(keras.regularizers.L2(weight_decay / 2))
+        if weight_decay
+        else None
+    )
+    for layer in config["layers"]:
+        if layer["class_name"] == "Conv2D":
+            layer["config"]["kernel_regularizer"] = regularizer
+        elif layer["class_name"] == "BatchNormalization":
+            layer["config"]["momentum"] = bn_momentum
+            layer["config"]["epsilon"] = bn_epsilon
+    return keras.Model.from_config(config)
+
+
+def _check_weights_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"visual_weights: {path} does not exist")
+    if not path.name.endswith(".h5"):
+        raise ConfigError(
+            f"visual_weights: {path} is not a .weights.h5 (or legacy .h5) weights file"
+        )
+    return path
+
+
+def build_visual_cnn(
+    *,
+    face_size: int,
+    weights: str,
+    input_norm: str,
+    weight_decay: float,
+    bn_momentum: float,
+    bn_epsilon: float,
+    name: str = "visual_cnn",
+) -> keras.Model:
+    """Build the per-frame visual CNN ``(S, S, 3)`` in [0, 1] → ``(2048,)``."""
+    weights = str(weights)
+    if input_norm not in INPUT_NORMS:
+        raise ConfigError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
+    legacy_file = None
+    if weights == "imagenet":
+        legacy_file = imagenet_weights_path()
+        if not legacy_file.is_file():
+            raise ConfigError(
+                f"visual_weights: imagenet needs {legacy_file}, which is missing; emorec never "
+                f"downloads at run time. Copy Keras' {IMAGENET_NOTOP_FILE} there (from a machine "
+                "with network: keras.applications.ResNet50(weights='imagenet', "
+                "include_top=False) caches it in ~/.keras/models), or pass "
+                "visual_weights: none or a path to a .weights.h5 file"
+            )
+    elif weights != "none":
+        path = _check_weights_file(Path(weights).expanduser())
+        if not path.name.endswith(".weights.h5"):
+            legacy_file = path
+    trunk = _resnet50_trunk(face_size, weight_decay, bn_momentum, bn_epsilon)
+    if legacy_file is not None:
+        try:
+            trunk.load_weights(str(legacy_file))
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
+            raise ConfigError(
+                f"visual_weights: cannot load {legacy_file} into ResNet-50: {exc}"
+            ) from exc
+    inputs = keras.Input((face_size, face_size, 3), name="face")
+    outputs = trunk(InputNorm(input_norm, name="input_norm")(inputs))
+    model = keras.Model(inputs, outputs, name=name)
+    if weights not in ("none", "imagenet") and legacy_file is None:
+        try:
+            model.load_weights(str(Path(weights).expanduser()))
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(
+                f"visual_weights: cannot load {weights} into the visual CNN "
+                f"(save it with model.get_layer('visual_cnn').save_weights(...)): {exc}"
+            ) from exc
+    return model
+
+
+def visual_cnn_from_config(config: dict) -> keras.Model:
+    """Build the visual CNN from a resolved model config (keys of :data:`VISUAL_DEFAULTS`)."""
+    return build_visual_cnn(
+        face_size=int(config["face_size"]),
+        weights=config["visual_weights"],
+        input_norm=config["input_norm"],
+        weight_decay=config["visual_weight_decay"],
+        bn_momentum=config["visual_bn_momentum"],
+        bn_epsilon=config["visual_bn_epsilon"],
+    )

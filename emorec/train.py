@@ -1,0 +1,107 @@
+"""``python -m emorec.train``: train a registered model with its paper settings from ``train/NAME.yaml``.
+
+    python -m emorec.train --model e2e_audio                       # embedded demo corpus
+    python -m emorec.train --model e2e_audio --data data/recola --out runs/audio
+    python -m emorec.train --model e2e_audio --data D --resume --out runs/audio
+    python -m emorec.train --model e2e_av --data D --strategy mirrored --set data.batch_size=8
+
+Without ``--data`` the run uses the embedded demo corpus (built on first use)
+and merges the YAML's ``demo:`` overrides. ``--epochs`` and ``--steps`` are
+alternatives: ``--steps N`` stops after N steps in all. The resolved config is
+saved as ``RUN_DIR/config.yaml``; see docs/training.md for the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from emorec.config import STRATEGIES, config_path_for, resolve_config
+from emorec.errors import ConfigError, EmorecError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(prog="python -m emorec.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="registered model name (see train/*.yaml)")
+    parser.add_argument("--data", type=Path, help="dataset directory (default: the embedded demo corpus)")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<timestamp>)")
+    parser.add_argument("--config", type=Path, help="training config (default: train/<model>.yaml)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="number of epochs (training.epochs)")
+    length.add_argument("--steps", type=int, help="stop after this many steps in all (training.max_steps)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (data.batch_size)")
+    parser.add_argument("--seed", type=int, help="random seed (training.seed)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (training.strategy)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting, e.g. --set optimizer.learning_rate=3e-4 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _flags(args) -> dict:
+    flags = {
+        "training": {"epochs": args.epochs, "max_steps": args.steps, "seed": args.seed,
+                     "strategy": args.strategy},
+        "data": {"batch_size": args.batch_size},
+    }
+    return flags
+
+
+def _demo_data_dir(config: dict) -> Path:
+    try:
+        from tfrecords_tools.build import ensure_demo_dataset
+    except ImportError as exc:
+        raise ConfigError(
+            f"tfrecords_tools.build: cannot build the embedded demo corpus ({exc}); pass --data DIR"
+        ) from exc
+    return Path(ensure_demo_dataset(config["data"]["window"]))
+
+
+def run(argv: list[str] | None = None, on_step=None):
+    """Parse ``argv``, resolve the config and train; returns the :class:`TrainResult` (``on_step``: see ``train``)."""
+    args = build_parser().parse_args(argv)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    demo = args.data is None
+    config_file = args.config or config_path_for(args.model)
+    config = resolve_config(config_file, demo=demo, overrides=args.overrides, flags=_flags(args))
+    if args.steps is not None:
+        # --steps replaces the epoch count: as many epochs as the steps need.
+        config["training"]["epochs"] = None
+    if config["model"]["name"] != args.model:
+        raise ConfigError(
+            f"{config_file}: model.name is {config['model']['name']!r} but --model is {args.model!r}"
+        )
+    data_dir = _demo_data_dir(config) if demo else args.data
+
+    from emorec.training.engine import default_run_dir, train
+
+    run_dir = args.out or default_run_dir(args.model)
+    result = train(
+        config, data_dir, run_dir, resume=args.resume, progress=not args.no_progress, on_step=on_step,
+        run_info={"demo": demo, "config_file": str(config_file), "command": " ".join(sys.argv)},
+    )
+    best = "n/a" if result.best_dev_ccc is None else f"{result.best_dev_ccc:.4f}"
+    print(f"run directory: {result.run_dir}\nbest dev CCC (mean of arousal, valence): {best} "
+          f"(epoch {result.best_epoch})\nbest model: {result.best_model}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: exit 0 on success, 2 on bad input or a diverged run."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        run(argv)
+    except (EmorecError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

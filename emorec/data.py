@@ -1,0 +1,623 @@
+"""The tf.data input pipeline: dataset directory -> dict batches for training and evaluation.
+
+``make_dataset`` yields batches with the keys of docs/ARCHITECTURE.md:
+``audio (B, T, 640)``, ``video (B, T, S, S, 3)`` float32 in [0, 1],
+``landmarks (B, T, 5, 2)``, ``face_found (B, T)``, ``labels (B, T, 2)``,
+``mask (B, T)``, ``recording_id (B,)``, ``start_frame (B,)``, ``reset (B,)``.
+Only the requested modalities' keys are present; ``labels``, ``mask``,
+``recording_id``, ``start_frame`` and ``reset`` always are.
+
+Choices worth knowing:
+
+- Unlabelled partitions (RECOLA's test set) give all-zero ``labels``; ask
+  :func:`partition_has_labels` (or ``dataset_summary``) before trusting them.
+  Labels are read only if every recording of the partition has them.
+- Window mode (default): every row is an independent window, so ``reset`` is
+  True on every row. Training shuffles whole windows (never frames) through a
+  buffer of ``shuffle_buffer`` windows, after shuffling the shard order.
+- ``window_frames`` shorter than the stored window splits each stored window
+  into ``ceil(W / T)`` consecutive sub-windows; the last one is padded with
+  mask-0 frames when ``T`` does not divide ``W``; sub-windows with no real
+  frame are dropped. Stored windows that overlap (hop < window) stay
+  overlapping in this mode.
+- Stream-ordered mode (``stream_ordered=True``, for stateful recurrent
+  models): each recording's frames are stitched back by ``start_frame``
+  (whatever the stored hop) and cut into consecutive, non-overlapping
+  ``T``-frame rows. Recordings are laid out over ``batch_size`` lanes: the
+  next recording goes to the lane that ends first (lowest lane on ties) and
+  its first row has ``reset=True``. Lanes that finish early are padded with
+  rows of ``mask 0``, ``recording_id b""``, ``start_frame -1`` and
+  ``reset False`` until the longest lane ends, so every batch is full.
+  Training shuffles only the order of recordings, differently every epoch.
+  ``window_frames`` may here exceed the stored window. The manifest's
+  ``frames`` and ``windows`` per shard must match the shard (checked while
+  reading; a mismatch fails with the shard's path).
+- Training augmentation (emorec.augment) is applied frame by frame, each frame
+  with its own draws, as the original per-frame pipeline did. Landmarks are
+  moved with the crop. Given ``seed``, shuffles and augmentation are
+  reproducible; each pass over the dataset (epoch) gets new draws.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from emorec.augment import augment_faces
+from emorec.errors import ConfigError
+from emorec.manifest import DatasetManifest, read_manifest
+from emorec.schema import (
+    CTX_RECORDING_ID,
+    CTX_START_FRAME,
+    FL_AUDIO,
+    FL_FACE,
+    FL_FACE_FOUND,
+    FL_LANDMARKS,
+    FL_VALID,
+    FRAME_SAMPLES,
+    MODALITIES,
+    NUM_LANDMARKS,
+    PARTITIONS,
+    SchemaError,
+    parse_window_tensors,
+)
+
+_MAX_INTERLEAVE = 16
+# Per-frame keys of the internal window element (before decoding).
+_FRAME_KEYS = (FL_VALID, FL_AUDIO, FL_FACE, FL_FACE_FOUND, FL_LANDMARKS, "labels")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one partition of one dataset directory holds and what is read from it."""
+
+    data_dir: Path
+    partition: str
+    paths: tuple[str, ...]
+    recording_ids: tuple[str, ...]
+    frames: tuple[int, ...]
+    windows: tuple[int, ...]
+    modalities: tuple[str, ...]
+    has_labels: bool
+    face_size: int
+    window_frames: int
+    hop_frames: int
+
+    @property
+    def audio(self) -> bool:
+        return "audio" in self.modalities
+
+    @property
+    def video(self) -> bool:
+        return "video" in self.modalities
+
+
+def _load_manifest(data_dir) -> DatasetManifest:
+    try:
+        return read_manifest(data_dir)
+    except (FileNotFoundError, SchemaError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _plan(data_dir, partition: str, modalities: Sequence[str] | None) -> _Plan:
+    data_dir = Path(data_dir)
+    manifest = _load_manifest(data_dir)
+    if partition not in PARTITIONS:
+        raise ConfigError(f"{data_dir}: unknown partition {partition!r} (expected one of {PARTITIONS})")
+    stored = manifest.modalities
+    wanted = stored if modalities is None else tuple(dict.fromkeys(modalities))
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if unknown or not wanted:
+        raise ConfigError(f"{data_dir}: bad modalities {list(wanted)!r} (expected some of {MODALITIES})")
+    missing = [m for m in wanted if m not in stored]
+    if missing:
+        raise ConfigError(
+            f"{data_dir}: dataset has modalities {list(stored)}, not {missing}; "
+            "rebuild it with those modalities or drop them from the config"
+        )
+    shards = manifest.shards_for(partition)
+    if not shards:
+        raise ConfigError(f"{data_dir}: dataset has no recordings in partition {partition!r}")
+    paths = []
+    for shard in shards:
+        path = data_dir / shard.path
+        if not path.is_file():
+            raise ConfigError(f"{path}: shard listed in {data_dir / 'manifest.json'} is missing")
+        paths.append(str(path))
+    options = manifest.options
+    return _Plan(
+        data_dir=data_dir,
+        partition=partition,
+        paths=tuple(paths),
+        recording_ids=tuple(s.recording_id for s in shards),
+        frames=tuple(int(s.frames) for s in shards),
+        windows=tuple(int(s.windows) for s in shards),
+        modalities=tuple(m for m in MODALITIES if m in wanted),
+        has_labels=manifest.has_labels(partition),
+        face_size=int(options["face_size"]),
+        window_frames=int(options["window_frames"]),
+        hop_frames=int(options.get("hop_frames", options["window_frames"])),
+    )
+
+
+def partition_has_labels(data_dir, partition: str) -> bool:
+    """True if every recording of the partition carries labels (else batches hold zeros)."""
+    return _load_manifest(data_dir).has_labels(partition)
+
+
+def dataset_summary(data_dir) -> dict:
+    """Modalities, window/hop frames, face size and per-partition counts of a dataset."""
+    manifest = _load_manifest(data_dir)
+    options = manifest.options
+    return {
+        "modalities": list(manifest.modalities),
+        "window_frames": manifest.window_frames,
+        "hop_frames": int(options.get("hop_frames", manifest.window_frames)),
+        "face_size": int(options["face_size"]),
+        "partitions": manifest.partition_summary(),
+    }
+
+
+def _sub_seed(seed: int | None, k: int) -> int | None:
+    """Independent-looking seeds for the pipeline's random stages, derived from one seed."""
+    return None if seed is None else (int(seed) * 1_000_003 + 7919 * (k + 1)) % (2**31 - 1)
+
+
+def _black_jpeg(face_size: int) -> tf.Tensor:
+    return tf.io.encode_jpeg(tf.zeros([face_size, face_size, 3], tf.uint8))
+
+
+# --- parsing and re-windowing (undecoded windows) --------------------------------------
+
+
+def _parse_fn(plan: _Plan):
+    """serialized window -> internal dict with static shapes (JPEGs still encoded)."""
+    t = plan.window_frames
+
+    def parse(serialized):
+        raw = parse_window_tensors(serialized, plan.audio, plan.video, plan.has_labels)
+        out = {
+            "recording_id": raw[CTX_RECORDING_ID],
+            "start_frame": raw[CTX_START_FRAME],
+            FL_VALID: tf.ensure_shape(raw[FL_VALID], [t]),
+        }
+        if plan.audio:
+            out[FL_AUDIO] = tf.ensure_shape(raw[FL_AUDIO], [t, FRAME_SAMPLES])
+        if plan.video:
+            out[FL_FACE] = tf.ensure_shape(raw[FL_FACE], [t])
+            out[FL_FACE_FOUND] = tf.ensure_shape(raw[FL_FACE_FOUND], [t])
+            out[FL_LANDMARKS] = tf.ensure_shape(raw[FL_LANDMARKS], [t, NUM_LANDMARKS, 2])
+        if plan.has_labels:
+            out["labels"] = tf.ensure_shape(raw["labels"], [t, 2])
+        else:
+            out["labels"] = tf.zeros([t, 2], tf.float32)
+        return out
+
+    return parse
+
+
+def _pad_frames(window: dict, length, black) -> dict:
+    """Pad every per-frame tensor of a window (leading axis) to ``length`` with padding frames."""
+    out = dict(window)
+    for key in _FRAME_KEYS:
+        if key not in window:
+            continue
+        value = window[key]
+        missing = tf.cast(length, tf.int32) - tf.shape(value)[0]
+        if key == FL_FACE:
+            out[key] = tf.concat([value, tf.fill([missing], black)], axis=0)
+        else:
+            pads = [[0, missing]] + [[0, 0]] * (value.shape.rank - 1)
+            out[key] = tf.pad(value, pads)
+        if isinstance(length, int):
+            out[key].set_shape([length] + value.shape.as_list()[1:])
+    return out
+
+
+def _split_fn(plan: _Plan, frames: int):
+    """One stored window -> a batch of ``ceil(W / T)`` consecutive T-frame sub-windows."""
+    stored = plan.window_frames
+    count = math.ceil(stored / frames)
+    black = _black_jpeg(plan.face_size)
+
+    def split(window):
+        padded = _pad_frames(window, count * frames, black)
+        out = {
+            "recording_id": tf.fill([count], window["recording_id"]),
+            "start_frame": window["start_frame"] + frames * tf.range(count, dtype=tf.int64),
+        }
+        for key in _FRAME_KEYS:
+            if key in padded:
+                value = padded[key]
+                out[key] = tf.reshape(value, [count, frames] + value.shape.as_list()[1:])
+        return out
+
+    return split
+
+
+def _has_real_frame(window) -> tf.Tensor:
+    return tf.reduce_any(window[FL_VALID] > 0)
+
+
+def _new_frames(plan: _Plan, window: dict, covered, path) -> tuple[dict, tf.Tensor]:
+    """The valid frames of a window that no earlier window covered, and the new coverage end.
+
+    Returns the per-frame tensors plus ``frame`` (indices in the recording) and
+    per-frame ``recording_id`` (so that chunks can be re-batched along the frame
+    axis). A window starting after the covered frames (a gap) fails with the shard path.
+    """
+    index = window["start_frame"] + tf.range(plan.window_frames, dtype=tf.int64)
+    valid = window[FL_VALID] > 0
+    no_gap = tf.debugging.Assert(
+        window["start_frame"] <= covered,
+        [path, ": frames missing before the window starting at frame", window["start_frame"]],
+    )
+    with tf.control_dependencies([no_gap]):
+        keep = tf.logical_and(valid, index >= covered)
+    new_covered = tf.maximum(covered, tf.reduce_max(tf.where(valid, index + 1, tf.zeros_like(index))))
+    kept = tf.boolean_mask(index, keep)
+    out = {"recording_id": tf.fill(tf.shape(kept), window["recording_id"]), "frame": kept}
+    for key in _FRAME_KEYS:
+        if key in window:
+            out[key] = tf.boolean_mask(window[key], keep)
+    return out, new_covered
+
+
+def _recording_frames(plan: _Plan, path) -> tf.data.Dataset:
+    """A recording's valid frames in time order, stitched by start_frame, one chunk per stored window.
+
+    Overlapping hops give every frame once; frame indices are under ``frame``.
+    """
+
+    def stitch(covered, window):
+        out, covered = _new_frames(plan, window, covered, path)
+        return covered, out
+
+    return tf.data.TFRecordDataset(path).map(_parse_fn(plan)).scan(tf.constant(0, tf.int64), stitch)
+
+
+# --- decoding and augmentation ----------------------------------------------------------
+
+
+def _decode_faces(faces, face_size: int):
+    """JPEG strings of any shape ``(...)`` -> uint8 faces ``(..., S, S, 3)``."""
+    flat = tf.reshape(faces, [-1])
+    spec = tf.TensorSpec([face_size, face_size, 3], tf.uint8)
+    images = tf.map_fn(
+        lambda jpeg: tf.ensure_shape(tf.io.decode_jpeg(jpeg, channels=3), spec.shape),
+        flat,
+        fn_output_signature=spec,
+    )
+    return tf.reshape(images, tf.concat([tf.shape(faces), [face_size, face_size, 3]], axis=0))
+
+
+def _finish_fn(plan: _Plan, training: bool, reset_all: bool):
+    """Internal element (a window or a stacked batch) + augmentation seed -> output dict."""
+    size = plan.face_size
+
+    def finish(window, seed):
+        out = {
+            "labels": window["labels"],
+            "mask": tf.cast(window[FL_VALID], tf.float32),
+            "recording_id": window["recording_id"],
+            "start_frame": window["start_frame"],
+            "reset": (
+                tf.ones_like(window["start_frame"], tf.bool) if reset_all else window["reset"]
+            ),
+        }
+        if plan.audio:
+            out["audio"] = window[FL_AUDIO]
+        if plan.video:
+            faces = tf.cast(_decode_faces(window[FL_FACE], size), tf.float32) / 255.0
+            landmarks = window[FL_LANDMARKS]
+            if training:
+                lead = tf.shape(window[FL_FACE])
+                flat_faces, flat_marks = augment_faces(
+                    tf.reshape(faces, [-1, size, size, 3]),
+                    tf.reshape(landmarks, [-1, NUM_LANDMARKS, 2]),
+                    seed,
+                    size,
+                )
+                faces = tf.reshape(flat_faces, tf.shape(faces))
+                landmarks = tf.reshape(flat_marks, tf.concat([lead, [NUM_LANDMARKS, 2]], 0))
+            out["video"] = faces
+            out["landmarks"] = landmarks
+            out["face_found"] = tf.cast(window[FL_FACE_FOUND], tf.float32)
+        return out
+
+    return finish
+
+
+def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
+    """Pair each element with a fresh stateless seed; new draws on every pass over the data."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(ds, seeds)
+
+
+# --- the two modes ------------------------------------------------------------------------
+
+
+def _window_dataset(plan, *, batch_size, frames, training, shuffle_buffer, seed, repeat,
+                    drop_remainder, num_parallel_calls, deterministic) -> tf.data.Dataset:
+    files = tf.data.Dataset.from_tensor_slices(list(plan.paths))
+    if training:
+        files = files.shuffle(len(plan.paths), seed=_sub_seed(seed, 0), reshuffle_each_iteration=True)
+    ds = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(plan.paths), _MAX_INTERLEAVE),
+        block_length=1,
+        num_parallel_calls=num_parallel_calls,
+        deterministic=deterministic,
+    )
+    ds = ds.map(_parse_fn(plan), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    if frames < plan.window_frames:
+        ds = ds.map(_split_fn(plan, frames)).unbatch().filter(_has_real_frame)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, 1), reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = _with_seeds(ds, _sub_seed(seed, 2))
+    ds = ds.map(
+        _finish_fn(plan, training, reset_all=True),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=deterministic,
+    )
+    return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames) -> tf.data.Dataset:
+    """One lane: its recordings' shards read back to back, cut into T-frame rows.
+
+    Each recording's frames are padded (valid 0) to a multiple of T after its
+    last stored window (counted with the manifest's ``windows``), so that
+    re-batching the frame stream by T never puts two recordings in one row.
+    """
+    black = _black_jpeg(plan.face_size)
+    zero = tf.constant(0, tf.int64)
+
+    def stitch(state, window):
+        rec, seen, covered, emitted = state
+        known = tf.debugging.Assert(
+            rec < tf.size(rids, out_type=tf.int64),
+            [window["recording_id"], ": more windows than the manifest lists"],
+        )
+        with tf.control_dependencies([known]):
+            path, rid = paths[rec], rids[rec]
+        same = tf.debugging.Assert(
+            tf.equal(window["recording_id"], rid),
+            [path, ": window count differs from the manifest; found a window of", window["recording_id"]],
+        )
+        with tf.control_dependencies([same]):
+            chunk, covered = _new_frames(plan, window, covered, path)
+        seen += 1
+        last = tf.equal(seen, windows[rec])
+        total = emitted + tf.size(chunk["frame"], out_type=tf.int64)
+        complete = tf.debugging.Assert(
+            tf.logical_and(
+                total <= valid_frames[rec],
+                tf.logical_or(tf.logical_not(last), tf.equal(total, valid_frames[rec])),
+            ),
+            [path, ": valid frame count differs from the manifest's", valid_frames[rec], total],
+        )
+        with tf.control_dependencies([complete]):
+            pad = tf.where(last, -total % frames, zero)
+        length = tf.size(chunk["frame"], out_type=tf.int64) + pad
+        out = _pad_frames({k: chunk[k] for k in _FRAME_KEYS if k in chunk}, length, black)
+        out["frame"] = tf.pad(chunk["frame"], [[0, pad]], constant_values=-1)
+        out["recording_id"] = tf.concat([chunk["recording_id"], tf.fill([pad], rid)], 0)
+        state = tf.cond(
+            last, lambda: (rec + 1, zero, zero, zero), lambda: (rec, seen, covered, total)
+        )
+        return state, out
+
+    def to_row(chunk):
+        row = {k: chunk[k] for k in _FRAME_KEYS if k in chunk}
+        for value in row.values():
+            value.set_shape([frames] + value.shape.as_list()[1:])
+        row["recording_id"] = chunk["recording_id"][0]
+        row["start_frame"] = chunk["frame"][0]
+        row["reset"] = tf.equal(chunk["frame"][0], 0)
+        return row
+
+    return (
+        tf.data.TFRecordDataset(paths)
+        .map(_parse_fn(plan))
+        .scan((zero, zero, zero, zero), stitch)
+        .rebatch(frames)
+        .map(to_row)
+    )
+
+
+def _pad_row(plan: _Plan, frames: int) -> dict:
+    row = {
+        "recording_id": tf.constant(b""),
+        "start_frame": tf.constant(-1, tf.int64),
+        "reset": tf.constant(False),
+        FL_VALID: tf.zeros([frames], tf.int64),
+        "labels": tf.zeros([frames, 2], tf.float32),
+    }
+    if plan.audio:
+        row[FL_AUDIO] = tf.zeros([frames, FRAME_SAMPLES], tf.float32)
+    if plan.video:
+        row[FL_FACE] = tf.fill([frames], _black_jpeg(plan.face_size))
+        row[FL_FACE_FOUND] = tf.zeros([frames], tf.int64)
+        row[FL_LANDMARKS] = tf.zeros([frames, NUM_LANDMARKS, 2], tf.float32)
+    return row
+
+
+def stream_layout(rows_per_recording, order, batch_size: int):
+    """Lane of each recording (in ``order``) and each lane's end, greedy: next recording -> lane ending first."""
+    counts = tf.gather(tf.constant(rows_per_recording, tf.int64), order)
+    lanes = tf.range(batch_size, dtype=tf.int64)
+
+    def place(state, count):
+        lane_end, _ = state
+        lane = tf.argmin(lane_end * batch_size + lanes)  # ties -> lowest lane, deterministically
+        return lane_end + tf.one_hot(lane, batch_size, dtype=tf.int64) * count, lane
+
+    ends, lane_of = tf.scan(
+        place, counts, initializer=(tf.zeros([batch_size], tf.int64), tf.constant(0, tf.int64))
+    )
+    return lane_of, ends[-1]
+
+
+def _stream_dataset(plan, *, batch_size, frames, training, seed, repeat, num_parallel_calls,
+                    deterministic) -> tf.data.Dataset:
+    rows_per_recording = [math.ceil(n / frames) for n in plan.frames]
+    paths = tf.constant(list(plan.paths))
+    rids = tf.constant(list(plan.recording_ids))
+    windows = tf.constant(plan.windows, tf.int64)
+    valid_frames = tf.constant(plan.frames, tf.int64)
+    pad = tf.data.Dataset.from_tensors(_pad_row(plan, frames)).repeat()
+    count = len(plan.paths)
+
+    def epoch(epoch_seed):
+        if training:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64), seed=tf.stack([epoch_seed, tf.constant(0, tf.int64)])
+            )
+        else:
+            order = tf.range(count, dtype=tf.int64)
+        lane_of, lane_end = stream_layout(rows_per_recording, order, batch_size)
+        steps = tf.reduce_max(lane_end)
+
+        def lane_rows(lane):
+            mine = tf.boolean_mask(order, tf.equal(lane_of, lane))
+            rows = _lane_rows(
+                plan, frames, tf.gather(paths, mine), tf.gather(rids, mine),
+                tf.gather(windows, mine), tf.gather(valid_frames, mine),
+            )
+            return rows.concatenate(pad).take(steps)
+
+        # Every lane has exactly `steps` rows, so a round robin over the lanes
+        # (one row each) followed by batch(batch_size) puts lane r in row r.
+        lanes = tf.data.Dataset.range(batch_size).interleave(
+            lane_rows, cycle_length=batch_size, block_length=1
+        )
+        return lanes.batch(batch_size)
+
+    if training:
+        seeds = tf.data.Dataset.random(seed=_sub_seed(seed, 3), rerandomize_each_iteration=True)
+        seeds = seeds if repeat else seeds.take(1)
+        ds = seeds.flat_map(epoch)
+    else:
+        # A fixed layout: build the lanes once, outside any tf.data function.
+        ds = epoch(tf.constant(0, tf.int64))
+        ds = ds.repeat() if repeat else ds
+    ds = _with_seeds(ds, _sub_seed(seed, 2))
+    return ds.map(
+        _finish_fn(plan, training, reset_all=False),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=deterministic,
+    )
+
+
+def make_dataset(
+    data_dir: str | os.PathLike,
+    partition: str,
+    *,
+    batch_size: int,
+    modalities: Sequence[str] | None = None,
+    training: bool = False,
+    window_frames: int | None = None,
+    stream_ordered: bool = False,
+    shuffle_buffer: int = 256,
+    seed: int | None = None,
+    repeat: bool = False,
+    drop_remainder: bool | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    deterministic: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches of windows of one partition as dicts of tensors (see the module docstring).
+
+    ``drop_remainder=None`` drops the last short batch only when training in
+    window mode (stream mode always gives full batches). ``deterministic=None``
+    means True when a ``seed`` is given, tf.data's default otherwise.
+    ``window_frames`` may exceed the stored window only in stream mode.
+    """
+    plan = _plan(data_dir, partition, modalities)
+    if batch_size < 1:
+        raise ConfigError(f"{plan.data_dir}: batch_size must be at least 1, got {batch_size}")
+    frames = plan.window_frames if window_frames is None else int(window_frames)
+    if frames < 1:
+        raise ConfigError(f"{plan.data_dir}: window_frames must be at least 1, got {frames}")
+    if frames > plan.window_frames and not stream_ordered:
+        raise ConfigError(
+            f"{plan.data_dir}: stored windows have {plan.window_frames} frames, cannot read "
+            f"{frames}-frame windows from them; rebuild with a longer window or use stream_ordered"
+        )
+    if plan.hop_frames > plan.window_frames and stream_ordered:
+        raise ConfigError(
+            f"{plan.data_dir}: hop ({plan.hop_frames} frames) exceeds the window "
+            f"({plan.window_frames}); recordings have gaps and cannot be streamed"
+        )
+    if deterministic is None and seed is not None:
+        deterministic = True
+    if stream_ordered:
+        ds = _stream_dataset(
+            plan, batch_size=batch_size, frames=frames, training=training, seed=seed,
+            repeat=repeat, num_parallel_calls=num_parallel_calls, deterministic=deterministic,
+        )
+    else:
+        if drop_remainder is None:
+            drop_remainder = training
+        if shuffle_buffer < 1:
+            raise ConfigError(f"{plan.data_dir}: shuffle_buffer must be at least 1, got {shuffle_buffer}")
+        ds = _window_dataset(
+            plan, batch_size=batch_size, frames=frames, training=training,
+            shuffle_buffer=shuffle_buffer, seed=seed, repeat=repeat, drop_remainder=drop_remainder,
+            num_parallel_calls=num_parallel_calls, deterministic=deterministic,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def read_recordings(
+    data_dir: str | os.PathLike, partition: str, modalities: Sequence[str] | None = None
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield ``(recording_id, arrays)`` per recording with all its valid frames stitched back.
+
+    Arrays: ``audio (N, 640)`` float32, ``video (N, S, S, 3)`` uint8,
+    ``landmarks (N, 5, 2)``, ``face_found (N,)`` and ``mask (N,)`` float32,
+    and ``labels (N, 2)`` if the partition is labelled. Recordings come in
+    recording-id order; a shard whose frames do not match the manifest raises
+    ConfigError naming it.
+    """
+    plan = _plan(data_dir, partition, modalities)
+    for rid, path, expected in zip(plan.recording_ids, plan.paths, plan.frames):
+        parts: dict[str, list[np.ndarray]] = {}
+        chunks = _recording_frames(plan, path)
+        if plan.video:
+            chunks = chunks.map(
+                lambda c: {**c, FL_FACE: _decode_faces(c[FL_FACE], plan.face_size)}
+            )
+        try:
+            for chunk in chunks.as_numpy_iterator():
+                for key, value in chunk.items():
+                    if key != "recording_id":
+                        parts.setdefault(key, []).append(value)
+        except tf.errors.OpError as exc:
+            raise ConfigError(f"{path}: cannot read shard ({exc.message})") from exc
+        if not parts:
+            raise ConfigError(f"{path}: shard holds no windows")
+        stitched = {k: np.concatenate(v) for k, v in parts.items()}
+        index = stitched.pop("frame", np.zeros(0, np.int64))
+        if not np.array_equal(index, np.arange(expected)):
+            raise ConfigError(
+                f"{path}: holds {len(index)} valid frames, manifest says {expected} (frames 0..N-1 expected)"
+            )
+        arrays = {"mask": stitched.pop(FL_VALID).astype(np.float32)}
+        if plan.audio:
+            arrays["audio"] = stitched[FL_AUDIO]
+        if plan.video:
+            arrays["video"] = stitched[FL_FACE]
+            arrays["landmarks"] = stitched[FL_LANDMARKS]
+            arrays["face_found"] = stitched[FL_FACE_FOUND].astype(np.float32)
+        if plan.has_labels:
+            arrays["labels"] = stitched["labels"]
+        yield rid, arrays

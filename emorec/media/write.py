@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from emorec.errors import MediaError
+from emorec.manifest import default_file_mode
 
 # ffmpeg's s16 <-> float conversion uses 1/32768, so the same scale makes a
 # wav written here read back bit-exactly by emorec.media.audio.
@@ -38,6 +39,8 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+        os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

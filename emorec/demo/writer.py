@@ -1,0 +1,85 @@
+"""Write the demo corpus to disk as real media files plus a ``recordings.csv`` manifest."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from emorec.demo.curves import random_curve
+from emorec.demo.face import iter_face_frames, random_motion
+from emorec.demo.spec import DemoSpec, Subject, make_subjects
+from emorec.demo.speech import synthesize_speech
+from emorec.errors import ConfigError
+from emorec.manifest import atomic_write_bytes
+from emorec.media.write import write_mp4, write_wav
+from emorec.schema import FRAME_PERIOD
+
+RECORDINGS_CSV = "recordings.csv"
+CSV_COLUMNS = ("recording", "partition", "subject", "audio", "video", "labels")
+LABEL_COLUMNS = ("time", "arousal", "valence")
+MEDIA_DIR = "media"
+LABELS_DIR = "labels"
+
+# Independent random streams per subject, so that e.g. a change to the speech
+# synthesis does not change the subject's curves or head motion.
+_STREAM_CURVE, _STREAM_SPEECH, _STREAM_MOTION = 2, 3, 4
+
+
+def label_csv_bytes(times: np.ndarray, values: np.ndarray) -> bytes:
+    """Format a ``time,arousal,valence`` label track with fixed precision (byte-stable)."""
+    lines = [",".join(LABEL_COLUMNS)]
+    lines += [f"{t:.2f},{a:.6f},{v:.6f}" for t, (a, v) in zip(times, values)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _write_recording(root: Path, subject: Subject, spec: DemoSpec, seed: int) -> dict:
+    """Write one subject's wav, mp4 and label csv; return its ``recordings.csv`` row."""
+    def stream(kind):
+        return np.random.default_rng([seed, subject.index, kind])
+
+    curve = random_curve(stream(_STREAM_CURVE))
+    audio, mouth_open = synthesize_speech(
+        curve, subject.voice, spec.num_samples, spec.sample_rate, stream(_STREAM_SPEECH)
+    )
+    rec = subject.recording_id
+    row = {
+        "recording": rec,
+        "partition": subject.partition,
+        "subject": subject.subject_id,
+        "audio": f"{MEDIA_DIR}/{rec}.wav",
+        "video": f"{MEDIA_DIR}/{rec}.mp4",
+        "labels": f"{LABELS_DIR}/{rec}.csv",
+    }
+    write_wav(root / row["audio"], audio, spec.sample_rate)
+    frames = iter_face_frames(curve, subject.look, random_motion(stream(_STREAM_MOTION)), mouth_open, spec)
+    write_mp4(root / row["video"], frames, fps=spec.fps)
+    # One label per 40 ms from 0 to the duration inclusive, like RECOLA's 7501 rows for 300 s.
+    times = np.arange(spec.num_frames + 1) * FRAME_PERIOD
+    atomic_write_bytes(root / row["labels"], label_csv_bytes(times, curve(times)))
+    return row
+
+
+def write_demo_media(out_dir, *, seed: int = 0, progress: bool = True, spec: DemoSpec | None = None) -> Path:
+    """Write the synthetic demo corpus (wav, mp4, label csv per recording) and return its recordings.csv."""
+    spec = spec or DemoSpec()
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root}: the demo corpus needs a directory, this is a file")
+    for sub in (MEDIA_DIR, LABELS_DIR):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    subjects = make_subjects(spec, seed)
+    rows = [
+        _write_recording(root, subject, spec, seed)
+        for subject in tqdm(subjects, desc="demo corpus", unit="rec", disable=not progress)
+    ]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = root / RECORDINGS_CSV
+    atomic_write_bytes(path, text.getvalue().encode())
+    return path

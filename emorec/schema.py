@@ -192,7 +192,9 @@ def encode_window(window: WindowRecord) -> bytes:
             feature_list={k: tf.train.FeatureList(feature=v) for k, v in lists.items()}
         ),
     )
-    return example.SerializeToString()
+    # Protobuf writes map entries in a per-process order; sorted output keeps a shard's
+    # checksum independent of which process (--jobs) built it.
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_window(serialized: bytes) -> WindowRecord:

@@ -1,0 +1,149 @@
+"""Cutting a recording's frames into fixed-length windows, streaming.
+
+A recording of ``N`` frames gives windows starting at ``0, H, 2H, ...`` of
+``W`` frames each; the windows stop at the first one that reaches the end of
+the recording. That last window is padded to ``W`` frames (``valid = 0`` on
+the padding) rather than dropped, so every frame of a recording is stored and
+evaluation sees the whole recording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from emorec.errors import ConfigError
+from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, NUM_LANDMARKS, WindowRecord
+
+
+def seconds_to_frames(seconds: float, what: str = "window") -> int:
+    """Whole number of 40 ms frames in ``seconds``; error if it is not a positive multiple."""
+    frames = round(seconds / FRAME_PERIOD)
+    if frames < 1 or abs(frames * FRAME_PERIOD - seconds) > 1e-6:
+        raise ConfigError(
+            f"{what} of {seconds} s is not a positive multiple of the {FRAME_PERIOD} s frame"
+        )
+    return int(frames)
+
+
+def check_window(window: int, hop: int) -> None:
+    """Raise ConfigError unless ``1 <= hop <= window`` (a larger hop would skip frames)."""
+    if window < 1:
+        raise ConfigError(f"window must be at least one frame, got {window}")
+    if not 1 <= hop <= window:
+        raise ConfigError(f"hop must be between 1 and the window ({window} frames), got {hop}")
+
+
+def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
+    """First frames of the windows of a ``num_frames`` recording (the last one may be partial)."""
+    check_window(window, hop)
+    starts: list[int] = []
+    start = 0
+    while start < num_frames:
+        starts.append(start)
+        if start + window >= num_frames:
+            break
+        start += hop
+    return starts
+
+
+def valid_frames(num_frames: int, start: int, window: int) -> int:
+    """Real (unpadded) frames in the window starting at ``start``."""
+    return max(0, min(window, num_frames - start))
+
+
+@dataclasses.dataclass
+class Frame:
+    """One 40 ms frame of a recording; absent modalities are None."""
+
+    audio: np.ndarray | None = None  # (640,) float32
+    face: bytes | None = None  # JPEG of the face crop
+    face_found: int = 0
+    landmarks: np.ndarray | None = None  # (5, 2) crop pixels
+    labels: np.ndarray | None = None  # (2,) arousal, valence
+
+
+@functools.lru_cache(maxsize=8)
+def black_jpeg(size: int) -> bytes:
+    """JPEG of a black ``size`` x ``size`` RGB image, the face of padding frames."""
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", np.zeros((size, size, 3), np.uint8))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return data.tobytes()
+
+
+@dataclasses.dataclass
+class RecordingInfo:
+    """What every window of one recording shares."""
+
+    recording_id: str
+    subject_id: str
+    partition: str
+    has_audio: bool
+    has_video: bool
+    has_labels: bool
+    face_size: int
+
+
+def make_window(info: RecordingInfo, start: int, frames: list[Frame], window: int) -> WindowRecord:
+    """Stack ``frames`` into a WindowRecord of ``window`` frames, padding the tail."""
+    real = len(frames)
+    pad = window - real
+    valid = np.concatenate([np.ones(real, np.int64), np.zeros(pad, np.int64)])
+    record = WindowRecord(
+        recording_id=info.recording_id,
+        subject_id=info.subject_id,
+        partition=info.partition,
+        start_frame=start,
+        valid=valid,
+        face_size=info.face_size,
+    )
+    if info.has_audio:
+        audio = np.zeros((window, FRAME_SAMPLES), np.float32)
+        for i, frame in enumerate(frames):
+            audio[i] = frame.audio
+        record.audio = audio
+    if info.has_video:
+        record.faces = [f.face for f in frames] + [black_jpeg(info.face_size)] * pad
+        record.face_found = np.array([f.face_found for f in frames] + [0] * pad, np.int64)
+        landmarks = np.zeros((window, NUM_LANDMARKS, 2), np.float32)
+        for i, frame in enumerate(frames):
+            landmarks[i] = frame.landmarks
+        record.landmarks = landmarks
+    if info.has_labels:
+        labels = np.zeros((window, 2), np.float32)
+        for i, frame in enumerate(frames):
+            labels[i] = frame.labels
+        record.labels = labels
+    return record
+
+
+def iter_windows(
+    frames: Iterable[Frame], info: RecordingInfo, window: int, hop: int
+) -> Iterator[WindowRecord]:
+    """Group a stream of frames into windows, yielding each as soon as it is complete.
+
+    Holds at most ``window`` frames; the windows are those of :func:`window_starts`.
+    """
+    check_window(window, hop)
+    buffer: deque[Frame] = deque()
+    start = 0  # first frame of the next window; buffer[0] is that frame
+    covered = 0  # frames up to here are in an emitted window
+    seen = 0
+    for frame in frames:
+        buffer.append(frame)
+        seen += 1
+        if len(buffer) == window:
+            yield make_window(info, start, list(buffer), window)
+            covered = start + window
+            start += hop
+            for _ in range(hop):
+                buffer.popleft()
+    if seen > covered:
+        yield make_window(info, start, list(buffer), window)

@@ -1,0 +1,31 @@
+"""The demo adapter: writes the synthetic demo corpus as real media, then reads its CSV.
+
+The media go to ``OUT/.cache/demo_media/seed<SEED>`` unless another folder is
+given; a folder that already holds ``recordings.csv`` (written last, atomically)
+is reused as it is, so a rerun does not write the media again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emorec.recording import RecordingSource
+from tfrecords_tools.adapters.manifest_csv import read_recordings_csv
+
+CSV_NAME = "recordings.csv"
+
+
+def default_media_dir(out_dir, seed: int = 0) -> Path:
+    """Where ``build demo OUT`` keeps the demo media by default."""
+    return Path(out_dir) / ".cache" / "demo_media" / f"seed{seed}"
+
+
+def demo_sources(media_dir, seed: int = 0, progress: bool = True) -> list[RecordingSource]:
+    """Write (or reuse) the demo media in ``media_dir`` and return its recordings."""
+    media_dir = Path(media_dir)
+    csv_path = media_dir / CSV_NAME
+    if not csv_path.is_file():
+        from emorec.demo import write_demo_media
+
+        csv_path = Path(write_demo_media(media_dir, seed=seed, progress=progress))
+    return read_recordings_csv(csv_path)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import ops
 
 from emorec.errors import ConfigError
 from emorec.models.geometry import GEOMETRY_DEFAULTS, ProcrustesAlign
@@ -39,6 +38,7 @@ from emorec.models.recurrent import (
 )
 from emorec.models.registry import build_model, register_model
 from emorec.models.speech import AUDIO_VARIANTS, SPEECH_DEFAULTS, speech_cnn_from_config
+from emorec.models.time_fold import FoldTime, UnfoldTime
 from emorec.models.visual import INPUT_NORMS, VISUAL_DEFAULTS, visual_cnn_from_config
 from emorec.schema import FRAME_SAMPLES, NUM_LANDMARKS
 
@@ -66,35 +66,6 @@ DEFAULTS = {
         "init_av": None,  # trained e2e_av: both CNNs from it (applied after init_audio/video)
     },
 }
-
-
-@keras.saving.register_keras_serializable(package="emorec")
-class FoldTime(keras.layers.Layer):
-    """``(B, T, ...)`` → ``(B · T, ...)`` so a per-frame network sees every frame."""
-
-    def call(self, inputs):
-        """Merge the batch and time axes."""
-        return ops.reshape(inputs, (-1, *inputs.shape[2:]))
-
-    def compute_output_shape(self, input_shape):
-        """``(B, T, ...)`` → ``(None, ...)``."""
-        return (None, *input_shape[2:])
-
-
-@keras.saving.register_keras_serializable(package="emorec")
-class UnfoldTime(keras.layers.Layer):
-    """``[(B · T, ...), reference (B, T, ...)]`` → ``(B, T, ...)``."""
-
-    def call(self, inputs):
-        """Split the folded axis back into the reference's batch and time axes."""
-        folded, reference = inputs
-        batch_time = ops.shape(reference)[:2]
-        return ops.reshape(folded, (batch_time[0], batch_time[1], *folded.shape[1:]))
-
-    def compute_output_shape(self, input_shape):
-        """Batch and time from the reference, the rest from the folded tensor."""
-        folded, reference = input_shape
-        return (reference[0], reference[1], *folded[1:])
 
 
 # -- configuration ----------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+"""Nguyen et al.'s 2D1DConv-AE-LSTM (``ae_lstm``) and the ablations of its Tables III–V.
+
+Per 40 ms frame the face goes through the 2D conv auto-encoder
+(:mod:`emorec.models.face_ae`) and the audio frame through the 1D conv
+auto-encoder (:mod:`emorec.models.audio_ae`); the two codes are concatenated
+(eq. 5, visual first: 2048 + 1280 = 3328 by default) and a 2-layer LSTM of 512
+units with a linear Dense(2) shared over time predicts [arousal, valence]. The
+per-frame networks run on the batch × time axes folded into one, so the time
+dimension stays dynamic. The LSTM is ``keras.layers.LSTM`` (the paper cites
+no peepholes or cell clipping, unlike Tzirakis et al.), forget-gate bias
+initialised to 1 (Keras' and TF 1's default), zero initial state per window.
+
+Outputs: ``emotion`` ``(B, T, 2)`` and, for models with decoders,
+``recon_video`` ``(B, T, S, S, 3)`` and ``recon_audio`` ``(B, T, 640)``; the
+objective is :func:`emorec.objectives.joint_objective` (α·L2D + β·L1D + γ·L_ccc).
+
+Registered names:
+
+- ``ae_lstm``: the paper's model (2D1DConv-AE-LSTM).
+- ``ae_lstm_video`` / ``ae_lstm_audio``: 2DConv-AE-LSTM / 1DConv-AE-LSTM of
+  Table III, the other branch taken off.
+- ``conv_lstm``: the same encoders with the decoders disabled (Section IV-D2,
+  "disabling the decoders"; Table IV's 2D1DConv-LSTM). Without reconstructions
+  the joint objective reduces to γ·L_ccc; since Adam is insensitive to a
+  constant scale of the loss, ``train/conv_lstm.yaml`` keeps the paper's γ.
+- ``ae_2slstm``: 2D1DConv-AE-2SLSTM of Table V, Kollias & Zafeiriou's two-stream
+  layout: one 2 × 512 LSTM per modality and a linear output on the
+  concatenated LSTM outputs. A Dense on ``[h_v, h_a]`` equals the sum of one
+  Dense per stream, which is how it is built (each stream is a
+  :class:`~emorec.models.recurrent.RecurrentHead`); the sum carries one
+  redundant pair of biases (2 parameters) and nothing else differs.
+
+Streaming: the recurrent part is a
+:class:`~emorec.models.recurrent.RecurrentHead` named ``recurrent`` (LSTM
+layers ``lstm_0``, ``lstm_1`` inside it; ``recurrent_video`` and
+``recurrent_audio`` in ``ae_2slstm``). :func:`build_streaming_ae_lstm` wires
+the same encoder and head layers (same weights) into a model with a
+``states`` input and output, packed as in :mod:`emorec.models.recurrent`
+(``(B, 2 · layers, units)``: h then c of each layer; ``ae_2slstm`` stacks the
+video head's states before the audio head's). Feeding a recording chunk by
+chunk with the states carried over gives the offline outputs.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from emorec.errors import ConfigError
+from emorec.models.audio_ae import AUDIO_AE_DEFAULTS, build_audio_decoder, build_audio_encoder
+from emorec.models.face_ae import FACE_AE_DEFAULTS, FACE_CHANNELS, face_ae_from_config
+from emorec.models.recurrent import RecurrentHead
+from emorec.models.registry import register_model
+from emorec.models.time_fold import FoldTime, UnfoldTime
+from emorec.objectives import joint_objective
+from emorec.schema import FRAME_SAMPLES
+
+LSTM_DEFAULTS = {"lstm_units": 512, "lstm_layers": 2, "forget_bias": 1.0}
+_SHARED = {"leaky_slope": FACE_AE_DEFAULTS["leaky_slope"]}
+_FACE = {k: v for k, v in FACE_AE_DEFAULTS.items() if k not in _SHARED}
+_BIMODAL = {**_FACE, **AUDIO_AE_DEFAULTS, **_SHARED, **LSTM_DEFAULTS}
+
+# The one place the model defaults live; train/NAME.yaml's `model:` mirrors them (tested).
+DEFAULTS = {
+    "ae_lstm": dict(_BIMODAL),
+    "ae_lstm_video": {**_FACE, **_SHARED, **LSTM_DEFAULTS},
+    "ae_lstm_audio": {**AUDIO_AE_DEFAULTS, **_SHARED, **LSTM_DEFAULTS},
+    "conv_lstm": dict(_BIMODAL),
+    "ae_2slstm": dict(_BIMODAL),
+}
+# (modalities, decoders, two-stream) per name.
+VARIANTS = {
+    "ae_lstm": (("audio", "video"), True, False),
+    "ae_lstm_video": (("video",), True, False),
+    "ae_lstm_audio": (("audio",), True, False),
+    "conv_lstm": (("audio", "video"), False, False),
+    "ae_2slstm": (("audio", "video"), True, True),
+}
+STATES = "states"
+
+
+def resolve_model_config(name: str, config: dict) -> dict:
+    """The builder defaults of ``name`` updated by ``config`` (its ``name`` key ignored); ConfigError on unknown keys."""
+    defaults = DEFAULTS[name]
+    given = {k: v for k, v in dict(config).items() if k != "name"}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"model {name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(defaults)})"
+        )
+    resolved = {**defaults, **given}
+    if "face_size" in resolved and resolved["face_size"] % 4:
+        raise ConfigError(f"model {name}: face_size must be a multiple of 4, got {resolved['face_size']}")
+    if resolved.get("audio_pool", "channels") not in ("channels", "time"):
+        raise ConfigError(f"model {name}: audio_pool must be channels or time, got {resolved['audio_pool']!r}")
+    latent = resolved.get("audio_latent")
+    if latent is not None and (isinstance(latent, bool) or not isinstance(latent, int) or latent < 1):
+        raise ConfigError(f"model {name}: audio_latent must be null or a positive integer, got {latent!r}")
+    if float(resolved["forget_bias"]) not in (0.0, 1.0):
+        raise ConfigError(f"model {name}: forget_bias must be 0 or 1 for keras.layers.LSTM")
+    return resolved
+
+
+def _head(config: dict, name: str) -> RecurrentHead:
+    return RecurrentHead(
+        int(config["lstm_units"]), int(config["lstm_layers"]), cell="keras",
+        cell_clip=None, forget_bias=float(config["forget_bias"]), name=name,
+    )
+
+
+def _inputs(modalities, face_size) -> dict:
+    inputs = {}
+    if "audio" in modalities:
+        inputs["audio"] = keras.Input((None, FRAME_SAMPLES), name="audio")
+    if "video" in modalities:
+        inputs["video"] = keras.Input((None, face_size, face_size, FACE_CHANNELS), name="video")
+    return inputs
+
+
+def _per_frame(network, x, name):
+    """Apply a per-frame network over time: fold, run, unfold (returns the folded result too)."""
+    folded = FoldTime(name=f"{name}_fold")(x)
+    code = network(folded)
+    return code, UnfoldTime(name=f"{name}_unfold")([code, x])
+
+
+def build(name: str, config: dict) -> keras.Model:
+    """Build the registered variant ``name`` from its ``model`` config section."""
+    config = resolve_model_config(name, config)
+    modalities, decoders, two_stream = VARIANTS[name]
+    inputs = _inputs(modalities, config.get("face_size"))
+    slope = float(config["leaky_slope"])
+    codes, outputs = {}, {}
+    if "video" in inputs:
+        encoder, decoder = face_ae_from_config(config)
+        folded, codes["video"] = _per_frame(encoder, inputs["video"], "video")
+        if decoders:
+            outputs["recon_video"] = UnfoldTime(name="recon_video")([decoder(folded), inputs["video"]])
+    if "audio" in inputs:
+        encoder = build_audio_encoder(config, slope=slope)
+        folded, codes["audio"] = _per_frame(encoder, inputs["audio"], "audio")
+        if decoders:
+            decoder = build_audio_decoder(config, slope=slope)
+            outputs["recon_audio"] = UnfoldTime(name="recon_audio")([decoder(folded), inputs["audio"]])
+    if two_stream:
+        per_stream = [_head(config, f"recurrent_{m}")(codes[m])[0] for m in ("video", "audio")]
+        emotion = keras.layers.Add(name="emotion")(per_stream)
+    else:
+        fused = _fuse([codes[m] for m in ("video", "audio") if m in codes])
+        emotion = _head(config, "recurrent")(fused)[0]
+    return keras.Model(inputs, {"emotion": emotion, **outputs}, name=name)
+
+
+def _fuse(codes):
+    # Eq. 5: visual code ⊕ audio code.
+    return codes[0] if len(codes) == 1 else keras.layers.Concatenate(name="fusion")(codes)
+
+
+def _heads(model: keras.Model) -> list[RecurrentHead]:
+    names = [layer.name for layer in model.layers]
+    if "recurrent" in names:
+        return [model.get_layer("recurrent")]
+    return [model.get_layer("recurrent_video"), model.get_layer("recurrent_audio")]
+
+
+def build_streaming_ae_lstm(offline: keras.Model) -> keras.Model:
+    """Streaming twin of an offline ``ae_lstm``-family model, sharing its layers (and weights).
+
+    Inputs: the offline model's ``audio``/``video`` chunk ``(B, T, ...)`` and
+    ``states`` ``(B, H · 2 · layers, units)`` (``H`` = 1, or 2 for
+    ``ae_2slstm``: video head first); zeros start a recording. Outputs:
+    ``emotion`` ``(B, T, 2)`` and the ``states`` to pass with the next chunk.
+    No reconstruction outputs: decoders play no part in prediction.
+    """
+    heads = _heads(offline)
+    rows, units = heads[0].state_shape
+    given = {tensor.name: tensor for tensor in offline.inputs}
+    modalities = tuple(m for m in ("audio", "video") if m in given)
+    face_size = given["video"].shape[2] if "video" in given else None
+    inputs = _inputs(modalities, face_size)
+    inputs[STATES] = keras.Input((rows * len(heads), units), name=STATES)
+    codes = {}
+    for m, encoder_name in (("video", "face_encoder"), ("audio", "audio_encoder")):
+        if m in inputs:
+            codes[m] = _per_frame(offline.get_layer(encoder_name), inputs[m], m)[1]
+    states = inputs[STATES]
+    if len(heads) == 2:
+        emotions, finals = [], []
+        for k, (head, m) in enumerate(zip(heads, ("video", "audio"))):
+            emotion, final = head(codes[m], initial_states=states[:, k * rows:(k + 1) * rows])
+            emotions.append(emotion)
+            finals.append(final)
+        emotion = keras.layers.Add(name="emotion")(emotions)
+        final = keras.layers.Concatenate(axis=1, name="next_states")(finals)
+    else:
+        fused = _fuse([codes[m] for m in ("video", "audio") if m in codes])
+        emotion, final = heads[0](fused, initial_states=states)
+    return keras.Model(inputs, {"emotion": emotion, STATES: final}, name=f"{offline.name}_streaming")
+
+
+def _register(name: str, description: str) -> None:
+    modalities = VARIANTS[name][0]
+
+    def builder(config: dict) -> keras.Model:
+        return build(name, config)
+
+    builder.__doc__ = f"Build ``{name}``: {description}"
+    register_model(name, modalities=modalities, objective=joint_objective, description=description)(builder)
+
+
+_register("ae_lstm", "Nguyen et al. 2D1DConv-AE-LSTM: face and audio auto-encoders, fused codes, 2 x 512 LSTM")
+_register("ae_lstm_video", "Nguyen et al. 2DConv-AE-LSTM (Table III): face auto-encoder and LSTM")
+_register("ae_lstm_audio", "Nguyen et al. 1DConv-AE-LSTM (Table III): audio auto-encoder and LSTM")
+_register("conv_lstm", "Nguyen et al. ablation (Table IV): the ae_lstm encoders without decoders, CCC loss")
+_register("ae_2slstm", "Nguyen et al. 2D1DConv-AE-2SLSTM (Table V): one LSTM per modality, fused output")

@@ -1,12 +1,20 @@
 """One recording (audio and/or video and/or labels) turned into 40 ms frames, streaming.
 
 Shared by the TFRecord build (:mod:`tfrecords_tools.build`) and by
-prediction on new media. :func:`prepare_recording` reads the audio (whole
-recordings of audio fit in memory), counts the video's frames, tracks the face
-(cached per video) and reconciles the lengths of the streams;
-:meth:`PreparedRecording.frames` then decodes the video one frame at a time,
-so neither the video frames nor the face crops of a recording are ever held
-together.
+prediction on new media. :func:`prepare_recording` counts the audio's samples
+and the video's frames, tracks the face (cached per video) and reconciles the
+lengths of the streams; :meth:`PreparedRecording.frames` then decodes the
+audio and the video as it goes, so no modality of a recording is ever held
+whole and the memory of a build does not grow with the recording's length.
+
+The audio is read in two streaming passes: the first (in
+:func:`prepare_recording`) decodes it to count its samples, and with
+``audio_norm: recording`` also resamples it to accumulate the mean and
+variance of the whole recording; the second (in ``frames``) decodes and
+resamples it again, block by block, into normalised 640-sample frames. Both
+give exactly what reading the whole signal would (:func:`read_audio`,
+:func:`normalize_audio`, :func:`frame_audio`), up to float32 rounding of the
+mean and variance.
 
 Length reconciliation: the reference length is the audio's frame count when
 audio is among the modalities, else the video's. A video or label track that is
@@ -197,6 +205,20 @@ class _Stream:
     frames: int
 
 
+# Frames of audio decoded and resampled at a time (1 s).
+_AUDIO_BLOCK_FRAMES = 25
+
+
+@dataclasses.dataclass
+class AudioPlan:
+    """Where a recording's audio comes from and how it is normalised; read when streamed."""
+
+    path: Path
+    samples: int  # at SAMPLE_RATE, as read_audio would return them
+    mean: float | None = None  # set for audio_norm "recording"
+    std: float | None = None
+
+
 class PreparedRecording:
     """A recording whose lengths are reconciled, ready to stream its frames."""
 
@@ -204,7 +226,7 @@ class PreparedRecording:
         self.source = source
         self.options = options
         self.num_frames = num_frames
-        self.audio = audio  # (num_frames, 640) float32 or None
+        self.audio_plan = audio  # AudioPlan or None
         self.labels = labels  # (num_frames, 2) float32 or None
         self.video_frames = video_frames  # the video's own frame count
         self.faces = faces  # FaceTrack or None
@@ -217,7 +239,7 @@ class PreparedRecording:
             recording_id=self.source.recording_id,
             subject_id=self.source.subject_id,
             partition=self.source.partition,
-            has_audio=self.audio is not None,
+            has_audio=self.audio_plan is not None,
             has_video=self.faces is not None,
             has_labels=self.labels is not None,
             face_size=self.options.face_size,
@@ -228,6 +250,7 @@ class PreparedRecording:
         from tqdm import tqdm
 
         video = self._faces() if self.faces is not None else None
+        audio = self._audio_frames() if self.audio_plan is not None else None
         with tqdm(
             total=self.num_frames,
             desc=self.source.recording_id,
@@ -237,14 +260,52 @@ class PreparedRecording:
         ) as bar:
             for i in range(self.num_frames):
                 frame = Frame()
-                if self.audio is not None:
-                    frame.audio = self.audio[i]
+                if audio is not None:
+                    frame.audio = next(audio)
                 if video is not None:
                     frame.face, frame.face_found, frame.landmarks = next(video)
                 if self.labels is not None:
                     frame.labels = self.labels[i]
                 bar.update(1)
                 yield frame
+
+    @property
+    def audio(self) -> np.ndarray | None:
+        """All the audio frames ``(num_frames, 640)`` float32, or None: holds the whole recording."""
+        if self.audio_plan is None:
+            return None
+        return np.stack(list(self._audio_frames())).reshape(self.num_frames, FRAME_SAMPLES)
+
+    def _audio_frames(self) -> Iterator[np.ndarray]:
+        """The normalised 640-sample audio frames, decoded and resampled a block at a time.
+
+        The samples past ``num_frames`` are dropped and the missing ones are
+        zeros after normalisation, as ``frame_audio(normalize_audio(...))`` gives.
+        """
+        from emorec.media.audio import iter_audio_blocks, standardize
+
+        plan = self.audio_plan
+        total = self.num_frames * FRAME_SAMPLES
+        done = 0
+        if total:
+            for block in iter_audio_blocks(plan.path, SAMPLE_RATE, _AUDIO_BLOCK_FRAMES * FRAME_SAMPLES):
+                block = block[: total - done]
+                if plan.mean is not None:
+                    block = standardize(block, plan.mean, plan.std)
+                done += len(block)
+                short = -len(block) % FRAME_SAMPLES
+                if short:
+                    block = np.concatenate((block, np.zeros(short, np.float32)))
+                yield from block.reshape(-1, FRAME_SAMPLES)
+                if done >= total:
+                    break
+        if done != min(total, plan.samples):
+            raise MediaError(
+                f"{plan.path}: gave {done} audio samples on the second reading, "
+                f"{min(total, plan.samples)} on the first; did the file change?"
+            )
+        for _ in range(-(-done // FRAME_SAMPLES), self.num_frames):
+            yield np.zeros(FRAME_SAMPLES, np.float32)
 
     def _faces(self) -> Iterator[tuple[bytes, int, np.ndarray]]:
         """Face crop JPEG, found flag and crop landmarks per frame, one decoded frame at a time."""
@@ -276,13 +337,12 @@ class PreparedRecording:
             yield jpeg.tobytes(), found, landmarks
 
 
-def _read_audio(source: RecordingSource, options: BuildOptions) -> tuple[np.ndarray, str]:
-    """The recording's audio samples and the file they come from."""
-    from emorec.media.audio import read_audio
+def _audio_path(source: RecordingSource) -> Path:
+    """The file the recording's audio comes from (its audio file, else its video's sound track)."""
     from emorec.media.video import probe_media
 
     if source.audio is not None:
-        return read_audio(source.audio, SAMPLE_RATE), str(source.audio)
+        return source.audio
     if source.video is None:
         raise MediaError(
             f"recording {source.recording_id}: audio requested but it has neither an audio "
@@ -293,7 +353,29 @@ def _read_audio(source: RecordingSource, options: BuildOptions) -> tuple[np.ndar
             f"{source.video}: has no audio stream and recording {source.recording_id} has no "
             "audio file; give one or build with --modalities video"
         )
-    return read_audio(source.video, SAMPLE_RATE), str(source.video)
+    return source.video
+
+
+def _scan_audio(path: Path, audio_norm: str):
+    """First audio pass: the sample count, and for "recording" the moments of the whole frames and the tail.
+
+    The moments of the last partial frame are left to the caller, who knows
+    (after reconciliation) how much of it the recording keeps.
+    """
+    from emorec.media.audio import Moments, audio_sample_count, iter_audio_blocks
+
+    if audio_norm == "none":
+        return audio_sample_count(path, SAMPLE_RATE), None, None
+    moments = Moments()
+    samples = 0
+    tail = np.zeros(0, np.float32)
+    # Blocks are whole frames but for the last, so only the last can leave a tail.
+    for block in iter_audio_blocks(path, SAMPLE_RATE, _AUDIO_BLOCK_FRAMES * FRAME_SAMPLES):
+        samples += len(block)
+        whole = len(block) // FRAME_SAMPLES * FRAME_SAMPLES
+        moments.add(block[:whole])
+        tail = block[whole:]
+    return samples, moments, tail
 
 
 def _reconcile(reference: _Stream, other: _Stream, tolerance_s: float, recording_id: str) -> str | None:
@@ -325,7 +407,6 @@ def prepare_recording(
     progress: bool = False,
 ) -> PreparedRecording:
     """Read audio and labels, track the face, reconcile lengths; raise on bad input."""
-    from emorec.media.audio import frame_audio, normalize_audio
     from emorec.media.labels import labels_for_frames
     from emorec.media.video import count_grid_frames, grid_frames_for
 
@@ -340,10 +421,12 @@ def prepare_recording(
 
     labels = label_track(source)
     streams: list[_Stream] = []
-    samples = None
+    audio = None
     if use_audio:
-        samples, audio_path = _read_audio(source, options)
-        streams.append(_Stream("audio", audio_path, grid_frames_for(len(samples) / SAMPLE_RATE)))
+        path = _audio_path(source)
+        samples, moments, tail = _scan_audio(path, options.audio_norm)
+        audio = AudioPlan(path, samples)
+        streams.append(_Stream("audio", str(path), grid_frames_for(samples / SAMPLE_RATE)))
     video_frames = 0
     if use_video:
         video_frames = count_grid_frames(source.video)
@@ -368,13 +451,14 @@ def prepare_recording(
     ]
     num_frames = reference.frames
 
-    audio = None
-    if samples is not None:
-        total = num_frames * FRAME_SAMPLES
-        samples = normalize_audio(samples[:total], options.audio_norm)
-        # A view when the audio fills every frame: an hour of audio is not copied again.
-        audio = samples.reshape(num_frames, FRAME_SAMPLES) if len(samples) == total else frame_audio(samples, num_frames)
-        del samples
+    if audio is not None and moments is not None:
+        # Audio is the reference length whenever it is used, so the recording
+        # keeps every whole frame counted and at most the tail's start.
+        keep = min(audio.samples, num_frames * FRAME_SAMPLES) - moments.count
+        if keep < 0:
+            raise AssertionError(f"recording {rid}: audio shorter than its own frame count")
+        moments.add(tail[:keep])
+        audio.mean, audio.std = moments.mean, moments.std
     label_values = None
     if labels is not None:
         label_values = np.asarray(

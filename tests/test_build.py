@@ -331,3 +331,87 @@ def test_demo_build(tmp_path):
     stamps = {rid: (out / s.path).stat().st_mtime_ns for rid, s in manifest.shards.items()}
     assert run_build("demo", out, "--window", "2.0") == 0
     assert {rid: (out / s.path).stat().st_mtime_ns for rid, s in manifest.shards.items()} == stamps
+
+
+def _whole_signal_frames(path, num_frames, norm):
+    """The audio frames as the whole-signal API gives them (read, normalise, frame)."""
+    from emorec.media.audio import frame_audio, normalize_audio, read_audio
+
+    whole = read_audio(path)
+    return frame_audio(normalize_audio(whole[: num_frames * FRAME_SAMPLES], norm), num_frames)
+
+
+@pytest.mark.parametrize("norm", ["none", "recording"])
+@pytest.mark.parametrize("label_s, frames", [(None, None), (3.4, 85), (2.72, 68)])
+def test_streamed_audio_frames_equal_the_whole_signal_path(tmp_path, norm, label_s, frames):
+    from emorec.recording import BuildOptions, RecordingSource, prepare_recording
+
+    # 3.013 s at 44.1 kHz: 48208 samples at 16 kHz, a partial last frame; the
+    # labels (when given) make the recording longer (zero-padded) or shorter (trimmed).
+    speech_wav(tmp_path / "a.wav", rate=44_100, seconds=3.013)
+    labels = None
+    if label_s is not None:
+        times = np.arange(1, round(label_s / FRAME_PERIOD) + 1) * FRAME_PERIOD
+        write_labels(tmp_path / "a.csv", times, 0 * times, 0 * times)
+        labels = tmp_path / "a.csv"
+    source = RecordingSource("a", "train", "s", audio=tmp_path / "a.wav", labels=labels)
+    # With labels as the longer stream, audio still sets the length: pad/trim go to labels.
+    options = BuildOptions(modalities=("audio",), audio_norm=norm, tolerance_s=1.0)
+    prepared = prepare_recording(source, options)
+    assert prepared.num_frames == 75 and prepared.audio_plan.samples == 48_208
+    got = np.stack([f.audio for f in prepared.frames()])
+    want = _whole_signal_frames(tmp_path / "a.wav", prepared.num_frames, norm)
+    assert got.shape == want.shape == (75, FRAME_SAMPLES) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(prepared.audio, got)
+    if norm == "recording":
+        real = got.ravel()[:48_208].astype(np.float64)
+        assert abs(real.mean()) < 1e-6 and abs(real.std() - 1.0) < 1e-5
+    if label_s is None:
+        assert prepared.report == []
+    else:
+        assert len(prepared.report) == 1 and f"labels {tmp_path / 'a.csv'} covers" in prepared.report[0]
+        assert f"({frames} frames)" in prepared.report[0]
+
+
+def test_audio_frames_pad_past_the_end_with_zeros_after_normalisation(tmp_path):
+    from emorec.recording import AudioPlan, BuildOptions, PreparedRecording, RecordingSource
+
+    speech_wav(tmp_path / "b.wav", rate=16_000, seconds=1.0)  # 16000 samples = 25 frames
+    source = RecordingSource("b", "train", "s", audio=tmp_path / "b.wav")
+    options = BuildOptions(modalities=("audio",))
+    # Eight frames more than the audio holds (a longer reference), shifted and scaled.
+    plan = AudioPlan(tmp_path / "b.wav", 16_000, mean=0.25, std=2.0)
+    prepared = PreparedRecording(source, options, 33, plan, None, 0, None, [])
+    got = np.stack([f.audio for f in prepared.frames()])
+    whole = _whole_signal_frames(tmp_path / "b.wav", 25, "none").ravel().astype(np.float64)
+    np.testing.assert_allclose(got[:25].ravel(), (whole - 0.25) / 2.0, rtol=0, atol=1e-7)
+    assert got.shape == (33, FRAME_SAMPLES) and not got[25:].any()
+
+
+def test_streamed_audio_memory_does_not_grow_with_the_recording(tmp_path):
+    import tracemalloc
+
+    from emorec.recording import BuildOptions, RecordingSource, prepare_recording
+
+    options = BuildOptions(modalities=("audio",), audio_norm="recording")
+
+    def traced_peak(seconds):
+        path = tmp_path / f"{seconds}.wav"
+        speech_wav(path, rate=44_100, seconds=seconds)
+        source = RecordingSource("long", "train", "s", audio=path)
+        tracemalloc.start()
+        try:
+            prepared = prepare_recording(source, options)
+            frames = sum(1 for _ in prepared.frames())
+            return frames, prepared.audio_plan.samples * 4, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    traced_peak(2)  # first-use allocations (filter design, imports) out of the way
+    short = traced_peak(10)
+    frames, whole_bytes, peak = traced_peak(40)
+    # 40 s at 16 kHz is 2.56 MB as float32; about one 1 s block and the
+    # resampler's run of 44.1 kHz inputs (in float64 inside upfirdn) are held.
+    assert short[0] == 250 and frames == 1000 and whole_bytes == 2_560_000
+    assert peak < 1.1 * short[2] and peak < 0.7 * whole_bytes, (short[2], peak)

@@ -200,3 +200,95 @@ def test_speech_wav_helper_writes_real_speech(tmp_path):
     # Speech, not a tone or silence: the energy of 25 ms blocks comes and goes.
     blocks = np.sqrt(np.mean(y.reshape(-1, 400) ** 2, axis=1))
     assert blocks.max() > 0.05 and blocks.min() < 0.2 * blocks.max()
+
+
+# Streaming: iter_audio_blocks / PolyphaseResampler against the whole-signal resample_poly.
+
+
+def _resample_whole(x, rate):
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate, SAMPLE_RATE)
+    return resample_poly(np.asarray(x, np.float64), SAMPLE_RATE // g, rate // g).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000, 22_050, 8_000])
+def test_streamed_blocks_equal_resample_poly_of_the_whole_file(tmp_path, rate):
+    from emorec.media.audio import audio_sample_count, iter_audio_blocks
+
+    # An awkward length (not a multiple of the rates' ratio) and full-scale noise,
+    # so that the start and end transients of the filter are large.
+    x = _quantized(int(rate * 1.3) + 7, np.random.default_rng(rate))
+    write_wav(tmp_path / "n.wav", x, rate)
+    want = _resample_whole(x, rate)
+    blocks = list(iter_audio_blocks(tmp_path / "n.wav", block_samples=1000))
+    assert all(b.dtype == np.float32 and len(b) == 1000 for b in blocks[:-1])
+    assert 0 < len(blocks[-1]) <= 1000
+    got = np.concatenate(blocks)
+    assert got.shape == want.shape == (audio_sample_count(tmp_path / "n.wav"),)
+    # Filter edges: the first and last 200 samples see the zero padding.
+    np.testing.assert_allclose(got[:200], want[:200], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got[-200:], want[-200:], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(read_audio(tmp_path / "n.wav"), got)
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000, 22_050, 8_000, 11_025])
+@pytest.mark.parametrize("n", [1, 6, 441, 5000])
+def test_polyphase_resampler_any_push_sizes(rate, n):
+    from emorec.media.audio import PolyphaseResampler, resampled_length
+
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-1, 1, n).astype(np.float32)
+    resampler = PolyphaseResampler(rate, SAMPLE_RATE)
+    parts, i = [], 0
+    while i < n:
+        step = int(rng.integers(1, 700))
+        parts.append(resampler.push(x[i : i + step]))
+        i += step
+    parts.append(resampler.flush())
+    got = np.concatenate(parts)
+    want = _resample_whole(x, rate)
+    assert got.shape == want.shape == (resampled_length(n, rate, SAMPLE_RATE),)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+
+
+def test_streaming_keeps_errors_and_counts(tmp_path):
+    from emorec.media.audio import audio_sample_count, iter_audio_blocks
+
+    write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32), SAMPLE_RATE)
+    with pytest.raises(MediaError, match=r"empty\.wav: .*empty"):
+        list(iter_audio_blocks(tmp_path / "empty.wav"))
+    with pytest.raises(MediaError, match=r"empty\.wav: .*empty"):
+        audio_sample_count(tmp_path / "empty.wav")
+    path = tmp_path / "cut.wav"
+    write_wav(path, _sine(44_100), 44_100)
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + (len(data) - 44) // 2])
+    with pytest.raises(MediaError, match=r"cut\.wav: truncated"):
+        next(iter_audio_blocks(path))
+    with pytest.raises(ValueError, match="block_samples"):
+        iter_audio_blocks(tmp_path / "empty.wav", block_samples=0)
+    # The count pass agrees with the decoded length for a lossy track too.
+    speech = speech_samples(1.5, 44_100)
+    write_mp4(tmp_path / "v.mp4", (np.zeros((16, 16, 3), np.uint8) for _ in range(38)),
+              fps=25, audio=speech, audio_rate=44_100)
+    assert audio_sample_count(tmp_path / "v.mp4") == len(read_audio(tmp_path / "v.mp4")) == 24_000
+
+
+def test_moments_merged_over_blocks_match_numpy():
+    from emorec.media.audio import Moments, standardize
+
+    x = np.random.default_rng(5).normal(0.2, 0.3, 12_345).astype(np.float32)
+    moments = Moments()
+    for block in np.array_split(x, [1, 640, 641, 5000, 12_000]):
+        moments.add(block)
+    data = x.astype(np.float64)
+    assert moments.count == len(x)
+    np.testing.assert_allclose(moments.mean, data.mean(), rtol=1e-13)
+    np.testing.assert_allclose(moments.std, data.std(), rtol=1e-12)
+    np.testing.assert_allclose(
+        standardize(x, moments.mean, moments.std), normalize_audio(x, "recording"), rtol=0, atol=1e-6
+    )

@@ -3,17 +3,22 @@
 The original code took the sound track of each video, resampled it to 16 kHz
 and averaged stereo to mono without normalising it; :func:`normalize_audio`
 offers the paper's per-recording standardisation as the ``recording`` mode.
+
+:func:`iter_audio_blocks` streams a file (decoded and resampled block by
+block, equal to :func:`read_audio`), so that an hour of audio never needs to
+be in memory; :func:`read_audio` is that stream concatenated.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import firwin, upfirdn
 
 from emorec.errors import ConfigError, MediaError
 from emorec.schema import FRAME_SAMPLES, SAMPLE_RATE
@@ -26,6 +31,8 @@ _SILENCE_STD = 1e-6
 _ESTIMATED_DURATION_FORMATS = {"mp3", "aac", "ogg", "avi"}
 # A decoded stream this much shorter than its declared duration counts as truncated.
 _SHORTFALL_SAMPLES = 4096
+# Samples per block of iter_audio_blocks: one second at 16 kHz.
+DEFAULT_BLOCK_SAMPLES = SAMPLE_RATE
 
 
 def _check_wav_header(path: Path) -> None:
@@ -59,22 +66,22 @@ def _check_wav_header(path: Path) -> None:
         raise MediaError(f"{path}: truncated wav: no complete data chunk")
 
 
-def _frame_to_float(frame) -> np.ndarray:
-    """Return one decoded audio frame as float64 ``(channels, samples)``."""
+def _frame_to_mono(frame) -> np.ndarray:
+    """Return one decoded audio frame as float32 mono ``(samples,)``, channels averaged."""
     arr = frame.to_ndarray()
     channels = len(frame.layout.channels)
     if not frame.format.is_planar:
         arr = arr.reshape(-1, channels).T
     kind = frame.format.name.rstrip("p")
-    if kind == "s16":
-        return arr / 32768.0
-    if kind == "s32":
-        return arr / 2147483648.0
+    scale = {"s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}.get(kind)
     if kind == "u8":
-        return (arr.astype(np.float64) - 128.0) / 128.0
-    if kind == "s64":
-        return arr / 9223372036854775808.0
-    return arr.astype(np.float64)
+        arr = (arr.astype(np.float32) - 128.0) / 128.0
+    elif scale is not None:
+        # s16 / s32 scaled in float64 first: float32 cannot hold an int32 exactly.
+        arr = arr / scale
+    # Averaged in float64 (exact for s16) before the one rounding to float32.
+    mono = arr.mean(axis=0, dtype=np.float64) if channels > 1 else arr[0]
+    return np.asarray(mono, dtype=np.float32)
 
 
 def _declared_samples(container, stream, rate: int) -> int:
@@ -86,8 +93,21 @@ def _declared_samples(container, stream, rate: int) -> int:
     return round(stream.duration * stream.time_base * rate)
 
 
-def _decode_mono(path: Path) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of ``path`` to mono float64 at its own rate."""
+def _open_checked(path) -> Path:
+    """``path`` as a Path, after the checks that need no decoding."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such audio or video file")
+    _check_wav_header(path)
+    return path
+
+
+def _iter_native(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(rate, chunk)``: the first audio stream as float32 mono chunks at its own rate.
+
+    Cut to the container's declared length (lossy codecs pad their last frame);
+    raises MediaError at the end if the stream falls short of it or is empty.
+    """
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
@@ -97,44 +117,207 @@ def _decode_mono(path: Path) -> tuple[np.ndarray, int]:
             raise MediaError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate or stream.rate
-        chunks = []
-        try:
-            for frame in container.decode(stream):
-                if frame.samples:
-                    chunks.append(_frame_to_float(frame).mean(axis=0))
-        except av.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated audio stream: {exc}") from exc
         if not rate:
             raise MediaError(f"{path}: audio stream has no sample rate")
-        samples = np.concatenate(chunks) if chunks else np.zeros(0)
+        rate = int(rate)
         declared = _declared_samples(container, stream, rate)
-        if declared:
-            # Lossy codecs pad their last frame; the container's duration is exact.
-            if declared < len(samples):
-                samples = samples[:declared]
-            elif len(samples) and declared - len(samples) > max(
-                _SHORTFALL_SAMPLES, declared // 200
-            ):
-                raise MediaError(
-                    f"{path}: truncated audio: the container promises {declared} samples, "
-                    f"only {len(samples)} could be decoded"
-                )
-    return samples, int(rate)
+        done = 0
+        try:
+            for frame in container.decode(stream):
+                if not frame.samples:
+                    continue
+                chunk = _frame_to_mono(frame)
+                if declared and done + len(chunk) > declared:
+                    chunk = chunk[: declared - done]
+                if len(chunk):
+                    done += len(chunk)
+                    yield rate, chunk
+                if declared and done >= declared:
+                    break
+        except av.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt or truncated audio stream: {exc}") from exc
+    if done == 0:
+        raise MediaError(f"{path}: audio stream is empty (zero samples)")
+    if declared and declared - done > max(_SHORTFALL_SAMPLES, declared // 200):
+        raise MediaError(
+            f"{path}: truncated audio: the container promises {declared} samples, "
+            f"only {done} could be decoded"
+        )
+
+
+def resampled_length(samples: int, rate: int, target_rate: int) -> int:
+    """Samples ``resample_poly`` makes of ``samples`` at ``rate`` resampled to ``target_rate``."""
+    g = math.gcd(int(rate), int(target_rate))
+    up, down = int(target_rate) // g, int(rate) // g
+    return -(-samples * up // down)
+
+
+class PolyphaseResampler:
+    """``scipy.signal.resample_poly(x, up, down)`` (its default Kaiser filter, zero padding) block by block.
+
+    Output ``k`` of resample_poly is output ``n_pre_remove + k`` of
+    ``upfirdn(h, x, up, down)``, which needs the inputs
+    ``i in ((n_pre_remove + k) down - len(h), (n_pre_remove + k) down / up]``.
+    Each call runs upfirdn over the inputs kept since ``start`` (a multiple of
+    ``down``, so that the segment's outputs line up with the whole signal's)
+    and emits the outputs whose inputs have all arrived; after the last block,
+    :meth:`flush` emits the rest with the zeros past the end. The concatenated
+    output equals resample_poly of the whole signal up to float rounding.
+    """
+
+    def __init__(self, rate: int, target_rate: int):
+        g = math.gcd(int(rate), int(target_rate))
+        self.up, self.down = int(target_rate) // g, int(rate) // g
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        n_pre_pad = self.down - half_len % self.down
+        self.n_pre_remove = (half_len + n_pre_pad) // self.down
+        self.h = np.concatenate((np.zeros(n_pre_pad), h))
+        self.start = 0  # absolute index of kept[0]
+        self.kept = np.zeros(0, np.float32)
+        self.next_out = self.n_pre_remove  # next upfirdn output to emit
+        self.inputs = 0
+
+    def _run(self, stop: int) -> np.ndarray:
+        """The upfirdn outputs ``[next_out, stop)`` of the kept inputs (zeros outside them)."""
+        if stop <= self.next_out:
+            return np.zeros(0, np.float32)
+        offset = self.start * self.up // self.down
+        y = upfirdn(self.h, self.kept, self.up, self.down)
+        need = stop - offset
+        if len(y) < need:  # the tail of the last outputs sees only zeros' worth of taps
+            y = np.concatenate((y, np.zeros(need - len(y))))
+        out = y[self.next_out - offset : need].astype(np.float32)
+        self.next_out = stop
+        # Keep only the inputs the next output can still reach, from a multiple of down.
+        first = max(0, -(-(stop * self.down - len(self.h) + 1) // self.up))
+        first = min(first, self.inputs) // self.down * self.down
+        self.kept = self.kept[first - self.start :]
+        self.start = first
+        return out
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Add input samples; return the outputs that are now complete."""
+        self.kept = np.concatenate((self.kept, np.asarray(block, np.float32)))
+        self.inputs += len(block)
+        # Output m needs inputs up to floor(m down / up): all there while m down < inputs up.
+        return self._run(-(-self.inputs * self.up // self.down))
+
+    def flush(self) -> np.ndarray:
+        """The remaining outputs, once every input has been pushed."""
+        return self._run(self.n_pre_remove + resampled_length(self.inputs, self.down, self.up))
+
+
+def _fixed_blocks(chunks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of arrays into blocks of exactly ``size`` (the last one shorter)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held < size:
+            continue
+        joined = np.concatenate(pending)
+        cut = len(joined) // size * size
+        yield from joined[:cut].reshape(-1, size)
+        pending, held = [joined[cut:]], len(joined) - cut
+    if held:
+        yield np.concatenate(pending)
+
+
+def _resampled_chunks(path: Path, target_rate: int, run_samples: int) -> Iterator[np.ndarray]:
+    """The audio at ``target_rate`` in chunks of any length, resampled in runs of about ``run_samples``."""
+    resampler = None
+    pending: list[np.ndarray] = []
+    held = 0
+    for rate, chunk in _iter_native(path):
+        if rate == target_rate:
+            yield chunk
+            continue
+        resampler = resampler or PolyphaseResampler(rate, target_rate)
+        # upfirdn re-reads the filter's history of inputs on every call, so
+        # many short decoded frames are pushed together.
+        pending.append(chunk)
+        held += len(chunk)
+        if held * resampler.up >= run_samples * resampler.down:
+            yield resampler.push(np.concatenate(pending))
+            pending, held = [], 0
+    if resampler is not None:
+        if pending:
+            yield resampler.push(np.concatenate(pending))
+        yield resampler.flush()
+
+
+def iter_audio_blocks(
+    path, target_rate: int = SAMPLE_RATE, block_samples: int = DEFAULT_BLOCK_SAMPLES
+) -> Iterator[np.ndarray]:
+    """Yield a file's audio as float32 mono blocks of ``block_samples`` at ``target_rate`` (the last shorter).
+
+    Decodes and resamples as it goes, holding about one block; the blocks
+    concatenated equal :func:`read_audio`. Raises MediaError like it, those
+    found only at the end of the stream (truncation, empty) after the blocks
+    before them.
+    """
+    if block_samples < 1:
+        raise ValueError(f"block_samples must be >= 1, got {block_samples}")
+    path = _open_checked(path)
+    return _fixed_blocks(_resampled_chunks(path, int(target_rate), block_samples), block_samples)
+
+
+def audio_sample_count(path, target_rate: int = SAMPLE_RATE) -> int:
+    """Samples :func:`read_audio` returns, from one decoding pass without resampling."""
+    path = _open_checked(path)
+    rate, samples = None, 0
+    for native_rate, chunk in _iter_native(path):
+        rate = native_rate
+        samples += len(chunk)
+    return samples if rate == target_rate else resampled_length(samples, rate, target_rate)
 
 
 def read_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file's (first) audio stream as float32 mono ``(N,)`` at ``target_rate``."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such audio or video file")
-    _check_wav_header(path)
-    samples, rate = _decode_mono(path)
-    if len(samples) == 0:
-        raise MediaError(f"{path}: audio stream is empty (zero samples)")
-    if rate != target_rate:
-        g = math.gcd(int(rate), int(target_rate))
-        samples = resample_poly(samples, int(target_rate) // g, int(rate) // g)
-    return samples.astype(np.float32)
+    return np.concatenate(list(iter_audio_blocks(path, target_rate)))
+
+
+class Moments:
+    """Count, mean and sum of squared deviations of samples seen block by block (float64).
+
+    Blocks are merged with Chan et al.'s pairwise update, which stays accurate
+    over an hour of audio where a running sum of squares would not.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        """Take in one block of samples."""
+        data = np.asarray(block, dtype=np.float64)
+        n = data.size
+        if n == 0:
+            return
+        mean = float(data.mean())
+        m2 = float(np.sum((data - mean) ** 2))
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (0 for no samples)."""
+        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+
+def standardize(samples: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(samples - mean) / std`` as float32; only centred where ``std`` marks silence."""
+    centred = np.asarray(samples, dtype=np.float64) - mean
+    if std < _SILENCE_STD:
+        return centred.astype(np.float32)
+    return (centred / std).astype(np.float32)
 
 
 def normalize_audio(samples: np.ndarray, mode: str) -> np.ndarray:
@@ -142,14 +325,11 @@ def normalize_audio(samples: np.ndarray, mode: str) -> np.ndarray:
     if mode not in AUDIO_NORMS:
         raise ConfigError(f"unknown audio_norm {mode!r} (expected one of {', '.join(AUDIO_NORMS)})")
     samples = np.asarray(samples, dtype=np.float32)
-    if mode == "none":
+    if mode == "none" or samples.size == 0:
         return samples
-    data = samples.astype(np.float64)
-    centred = data - data.mean() if data.size else data
-    std = centred.std() if data.size else 0.0
-    if std < _SILENCE_STD:
-        return centred.astype(np.float32)
-    return (centred / std).astype(np.float32)
+    moments = Moments()
+    moments.add(samples)
+    return standardize(samples, moments.mean, moments.std)
 
 
 def frame_audio(samples: np.ndarray, num_frames: int) -> np.ndarray:

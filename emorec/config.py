@@ -47,6 +47,7 @@ DEFAULTS: dict = {
         "checkpoint_every": None,  # also save `latest` every N steps inside an epoch
         "strategy": "auto",
         "validate": True,
+        "stateful": False,  # carry LSTM states across stream-ordered windows (emorec.training.stateful)
     },
     "loss": {},
 }
@@ -236,7 +237,8 @@ def validate_config(config: Mapping, source: str = "<config>") -> None:
              f"training.seed must be a non-negative integer, got {training['seed']!r}")
     _require(training["strategy"] in STRATEGIES, source,
              f"training.strategy must be one of {', '.join(STRATEGIES)}, got {training['strategy']!r}")
-    _require(isinstance(training["validate"], bool), source, "training.validate must be true or false")
+    for key in ("validate", "stateful"):
+        _require(isinstance(training[key], bool), source, f"training.{key} must be true or false")
 
 
 def window_frames(config: Mapping) -> int:

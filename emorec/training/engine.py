@@ -303,6 +303,16 @@ class _Trainer:
         self.objective = _objective(self.spec, self.config["loss"])
         self.train_step = self._make_train_step()
         self.forward = make_forward(self.model)
+        self.stateful = None
+        if self.config["training"]["stateful"]:
+            # Stateful training (emorec.training.stateful) swaps in its own step, which carries
+            # each row's LSTM state across batches; the state variable joins the checkpoint.
+            from emorec.training.stateful import StatefulStep, check_stateful
+
+            check_stateful(self.config, self.model, self.strategy)
+            self.stateful = StatefulStep(self.model, self.optimizer, self.objective, self.strategy,
+                                         self.batch_size)
+            self.train_step = self.stateful
 
     def _make_train_step(self):
         from emorec.losses import global_moments
@@ -376,6 +386,8 @@ class _Trainer:
         from emorec.training.checkpoint import TrainState
 
         self.state = TrainState()
+        if self.stateful is not None:
+            self.state.carried_states = self.stateful.variable
         return RunCheckpoints(self.run_dir, self.model, self.optimizer, self.state,
                               chief=self.chief, worker=worker_id(self.strategy))
 
@@ -438,7 +450,14 @@ class _Trainer:
         """Validate, record, and save the best and latest checkpoints."""
         state = self.state
         if dev is not None:
-            row.update(validation_metrics(predict_windows(self.model, dev, self.input_names, self.forward)))
+            if self.stateful is not None:
+                from emorec.training.stateful import predict_stream
+
+                # Evaluated as trained: the state runs through each whole dev recording.
+                predictions = predict_stream(self.model, dev)
+            else:
+                predictions = predict_windows(self.model, dev, self.input_names, self.forward)
+            row.update(validation_metrics(predictions))
         score = row.get("dev_ccc_mean", float("nan"))
         best = float(state.best_score.numpy())
         # Without validation the newest epoch stands in for the best one.

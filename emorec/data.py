@@ -297,7 +297,7 @@ def _decode_faces(faces, face_size: int):
     return tf.reshape(images, tf.concat([tf.shape(faces), [face_size, face_size, 3]], axis=0))
 
 
-def _finish_fn(plan: _Plan, training: bool, reset_all: bool):
+def _finish_fn(plan: _Plan, augment: bool, reset_all: bool):
     """Internal element (a window or a stacked batch) + augmentation seed -> output dict."""
     size = plan.face_size
 
@@ -316,7 +316,7 @@ def _finish_fn(plan: _Plan, training: bool, reset_all: bool):
         if plan.video:
             faces = tf.cast(_decode_faces(window[FL_FACE], size), tf.float32) / 255.0
             landmarks = window[FL_LANDMARKS]
-            if training:
+            if augment:
                 lead = tf.shape(window[FL_FACE])
                 flat_faces, flat_marks = augment_faces(
                     tf.reshape(faces, [-1, size, size, 3]),
@@ -343,7 +343,7 @@ def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
 # --- the two modes ------------------------------------------------------------------------
 
 
-def _window_dataset(plan, *, batch_size, frames, training, shuffle_buffer, seed, repeat,
+def _window_dataset(plan, *, batch_size, frames, training, augment, shuffle_buffer, seed, repeat,
                     drop_remainder, num_parallel_calls, deterministic) -> tf.data.Dataset:
     files = tf.data.Dataset.from_tensor_slices(list(plan.paths))
     if training:
@@ -364,7 +364,7 @@ def _window_dataset(plan, *, batch_size, frames, training, shuffle_buffer, seed,
         ds = ds.repeat()
     ds = _with_seeds(ds, _sub_seed(seed, 2))
     ds = ds.map(
-        _finish_fn(plan, training, reset_all=True),
+        _finish_fn(plan, augment, reset_all=True),
         num_parallel_calls=num_parallel_calls,
         deterministic=deterministic,
     )
@@ -467,7 +467,7 @@ def stream_layout(rows_per_recording, order, batch_size: int):
     return lane_of, ends[-1]
 
 
-def _stream_dataset(plan, *, batch_size, frames, training, seed, repeat, num_parallel_calls,
+def _stream_dataset(plan, *, batch_size, frames, training, augment, seed, repeat, num_parallel_calls,
                     deterministic) -> tf.data.Dataset:
     rows_per_recording = [math.ceil(n / frames) for n in plan.frames]
     paths = tf.constant(list(plan.paths))
@@ -512,7 +512,7 @@ def _stream_dataset(plan, *, batch_size, frames, training, seed, repeat, num_par
         ds = ds.repeat() if repeat else ds
     ds = _with_seeds(ds, _sub_seed(seed, 2))
     return ds.map(
-        _finish_fn(plan, training, reset_all=False),
+        _finish_fn(plan, augment, reset_all=False),
         num_parallel_calls=num_parallel_calls,
         deterministic=deterministic,
     )
@@ -525,6 +525,7 @@ def make_dataset(
     batch_size: int,
     modalities: Sequence[str] | None = None,
     training: bool = False,
+    augment: bool | None = None,
     window_frames: int | None = None,
     stream_ordered: bool = False,
     shuffle_buffer: int = 256,
@@ -536,6 +537,8 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of windows of one partition as dicts of tensors (see the module docstring).
 
+    ``training`` shuffles (windows, or the recording order in stream mode);
+    ``augment`` applies the face augmentation and defaults to ``training``.
     ``drop_remainder=None`` drops the last short batch only when training in
     window mode (stream mode always gives full batches). ``deterministic=None``
     means True when a ``seed`` is given, tf.data's default otherwise.
@@ -559,9 +562,11 @@ def make_dataset(
         )
     if deterministic is None and seed is not None:
         deterministic = True
+    if augment is None:
+        augment = training
     if stream_ordered:
         ds = _stream_dataset(
-            plan, batch_size=batch_size, frames=frames, training=training, seed=seed,
+            plan, batch_size=batch_size, frames=frames, training=training, augment=augment, seed=seed,
             repeat=repeat, num_parallel_calls=num_parallel_calls, deterministic=deterministic,
         )
     else:
@@ -570,7 +575,7 @@ def make_dataset(
         if shuffle_buffer < 1:
             raise ConfigError(f"{plan.data_dir}: shuffle_buffer must be at least 1, got {shuffle_buffer}")
         ds = _window_dataset(
-            plan, batch_size=batch_size, frames=frames, training=training,
+            plan, batch_size=batch_size, frames=frames, training=training, augment=augment,
             shuffle_buffer=shuffle_buffer, seed=seed, repeat=repeat, drop_remainder=drop_remainder,
             num_parallel_calls=num_parallel_calls, deterministic=deterministic,
         )

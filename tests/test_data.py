@@ -157,6 +157,17 @@ def test_training_augments_video_deterministically(av_dataset):
         assert moved.max() <= 0 and moved.min() >= -2
 
 
+def test_training_without_augmentation_shuffles_plain_faces(av_dataset):
+    data_dir, truth = av_dataset
+    kwargs = dict(batch_size=2, training=True, augment=False, seed=3, drop_remainder=False)
+    rows = _rows(_batches(make_dataset(data_dir, "train", **kwargs)))
+    plain_order = [(r["recording_id"], int(r["start_frame"])) for r in _rows(_batches(
+        make_dataset(data_dir, "train", batch_size=2)))]
+    assert [(r["recording_id"], int(r["start_frame"])) for r in rows] != plain_order
+    # Faces are exactly the decoded JPEGs scaled to [0, 1]: no crop, saturation or brightness.
+    assert sum(_check_row_against_truth(r, truth, video_tol=2.0) for r in rows) == sum(LENGTHS)
+
+
 def test_rewindowing_covers_each_valid_frame_once(tmp_path):
     data_dir, truth = make_dataset_dir(
         tmp_path, recordings={"train": 2}, frames=[160, 150], window_frames=150,

@@ -258,15 +258,10 @@ class _Trainer:
         steps = training["steps_per_epoch"]
         ds = make_dataset(
             self.data_dir, "train", batch_size=self.batch_size, modalities=self.modalities,
-            training=bool(data["augment"]) or bool(data["stream_ordered"]), window_frames=self.frames,
+            training=True, augment=bool(data["augment"]), window_frames=self.frames,
             stream_ordered=bool(data["stream_ordered"]), shuffle_buffer=int(data["shuffle_buffer"]),
             seed=epoch_seed(self.seed, epoch), repeat=bool(steps), drop_remainder=True,
         )
-        if not data["augment"] and not data["stream_ordered"]:
-            # make_dataset ties augmentation to `training`, which also shuffles; without
-            # augmentation, shuffle the (unaugmented) windows here instead.
-            ds = ds.unbatch().shuffle(int(data["shuffle_buffer"]), seed=epoch_seed(self.seed, epoch))
-            ds = ds.batch(self.batch_size, drop_remainder=True)
         if steps:
             ds = ds.take(steps)
         if skip:

@@ -6,7 +6,8 @@
     python -m emorec.train --model e2e_av --data D --strategy mirrored --set data.batch_size=8
 
 Without ``--data`` the run uses the embedded demo corpus (built on first use)
-and merges the YAML's ``demo:`` overrides. ``--epochs`` and ``--steps`` are
+and merges the YAML's ``demo:`` overrides, then runs the demo flow
+(:mod:`emorec.demo_flow`, see ``DEMO_HELP``). ``--epochs`` and ``--steps`` are
 alternatives: ``--steps N`` stops after N steps in all. The resolved config is
 saved as ``RUN_DIR/config.yaml``; see docs/training.md for the run directory.
 """
@@ -21,12 +22,28 @@ from pathlib import Path
 from emorec.config import STRATEGIES, config_path_for, resolve_config
 from emorec.errors import ConfigError, EmorecError
 
+DEMO_HELP = """\
+without --data (the demo flow, any model):
+  1. build the embedded demo corpus (synthetic speakers and drawn faces, real wav/mp4
+     files) at the YAML's data.window into $EMOREC_CACHE/demo/<window>s, default
+     ~/.cache/emorec/demo/<window>s; a complete cached build is reused, a broken one rebuilt;
+  2. train with the YAML's `demo:` overrides (a short schedule) into --out;
+  3. evaluate the best model on the demo dev partition: RUN_DIR/eval/dev/metrics.json,
+     raw metrics and, apart, after the AVEC post-processing tuned on dev;
+  4. export the SavedModel and the streaming SavedModel into RUN_DIR/export;
+  5. draw RUN_DIR/learning_curves.png and, for models with a face decoder,
+     RUN_DIR/reconstructions.png;
+  then print where everything is and the dev CCC and RMSE (E_a, E_v, E_av) per dimension.
+with --data: training only (emorec.evaluate and emorec.export do the rest).
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m emorec.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m emorec.train", description=__doc__.split("\n")[0],
+                                     epilog=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="registered model name (see train/*.yaml)")
-    parser.add_argument("--data", type=Path, help="dataset directory (default: the embedded demo corpus)")
+    parser.add_argument("--data", type=Path, help="dataset directory (default: the embedded demo corpus and the demo flow, below)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<timestamp>)")
     parser.add_argument("--config", type=Path, help="training config (default: train/<model>.yaml)")
     length = parser.add_mutually_exclusive_group()
@@ -36,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed (training.seed)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (training.strategy)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest")
+    parser.add_argument("--stateful", action="store_true", default=None,
+                        help="carry the LSTM state across consecutive windows of a recording "
+                             "(training.stateful and data.stream_ordered; see docs/training.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, e.g. --set optimizer.learning_rate=3e-4 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -48,17 +68,10 @@ def _flags(args) -> dict:
                      "strategy": args.strategy},
         "data": {"batch_size": args.batch_size},
     }
+    if args.stateful:
+        flags["training"]["stateful"] = True
+        flags["data"]["stream_ordered"] = True
     return flags
-
-
-def _demo_data_dir(config: dict) -> Path:
-    try:
-        from tfrecords_tools.build import ensure_demo_dataset
-    except ImportError as exc:
-        raise ConfigError(
-            f"tfrecords_tools.build: cannot build the embedded demo corpus ({exc}); pass --data DIR"
-        ) from exc
-    return Path(ensure_demo_dataset(config["data"]["window"]))
 
 
 def run(argv: list[str] | None = None, on_step=None):
@@ -76,15 +89,17 @@ def run(argv: list[str] | None = None, on_step=None):
         raise ConfigError(
             f"{config_file}: model.name is {config['model']['name']!r} but --model is {args.model!r}"
         )
-    data_dir = _demo_data_dir(config) if demo else args.data
-
     from emorec.training.engine import default_run_dir, train
 
     run_dir = args.out or default_run_dir(args.model)
-    result = train(
-        config, data_dir, run_dir, resume=args.resume, progress=not args.no_progress, on_step=on_step,
-        run_info={"demo": demo, "config_file": str(config_file), "command": " ".join(sys.argv)},
-    )
+    run_info = {"demo": demo, "config_file": str(config_file), "command": " ".join(sys.argv)}
+    if demo:
+        from emorec.demo_flow import run_demo_flow
+
+        return run_demo_flow(config, run_dir, resume=args.resume, progress=not args.no_progress,
+                             on_step=on_step, run_info=run_info).train
+    result = train(config, args.data, run_dir, resume=args.resume, progress=not args.no_progress,
+                   on_step=on_step, run_info=run_info)
     best = "n/a" if result.best_dev_ccc is None else f"{result.best_dev_ccc:.4f}"
     print(f"run directory: {result.run_dir}\nbest dev CCC (mean of arousal, valence): {best} "
           f"(epoch {result.best_epoch})\nbest model: {result.best_model}")

@@ -73,6 +73,16 @@ def test_run_directory_history_and_best_model(data_dir, tmp_path):
 
     assert Path(result.latest_checkpoint).name == "ckpt-9"
     assert Path(result.best_checkpoint).name == f"ckpt-{3 * best}"
+    # best/ holds exactly one checkpoint, and it restores to best.keras's weights.
+    assert {p.name.split(".")[0] for p in (run / "checkpoints" / "best").glob("ckpt-*")} == {
+        f"ckpt-{3 * best}"}
+    reader = tf.train.load_checkpoint(result.best_checkpoint)
+    saved_weights = [reader.get_tensor(k) for k in sorted(reader.get_variable_to_shape_map())
+                     if k.startswith("model_variables/")]
+    best_model_weights = keras.models.load_model(result.best_model).get_weights()
+    assert sum(w.size for w in saved_weights) >= sum(w.size for w in best_model_weights)
+    for weight in best_model_weights:
+        assert any(w.shape == weight.shape and np.array_equal(w, weight) for w in saved_weights)
     assert list((run / "tb").glob("events.out.tfevents.*"))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["training"]["epochs"] == 3 and saved["run"]["num_replicas"] == 1

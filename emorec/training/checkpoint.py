@@ -73,7 +73,7 @@ class RunCheckpoints:
             self._scratch = Path(tempfile.mkdtemp(prefix=f"emorec-ckpt-{worker}-"))
             root = self._scratch
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(root / LATEST), max_to_keep=keep_latest)
-        self.best = tf.train.CheckpointManager(self.checkpoint, str(root / BEST), max_to_keep=1)
+        self.best_dir = root / BEST
 
     @property
     def best_model_path(self) -> Path:
@@ -92,10 +92,20 @@ class RunCheckpoints:
         return self._save(self.latest, step)
 
     def save_best(self, step: int) -> str | None:
-        """Save the best checkpoint and, on the chief, ``best.keras`` (atomically)."""
-        path = self._save(self.best, step)
-        if self.chief:
-            save_keras_atomic(self.model, self.best_model_path)
+        """Make the ``latest`` checkpoint saved at ``step`` the best one, and write ``best.keras``.
+
+        The checkpoint's files are hard-linked into ``best/`` rather than
+        written a second time (about 1 GB for ae_lstm with Adam's state), so
+        call :meth:`save_latest` for the same step first. Only the chief
+        touches files; no worker joins a save collective here.
+        """
+        if not self.chief:
+            return None
+        latest = self.latest.latest_checkpoint
+        if latest is None or not latest.endswith(f"-{step}"):
+            raise RuntimeError(f"save_best({step}) needs the latest checkpoint of step {step}, found {latest}")
+        path = _link_checkpoint(latest, self.best_dir)
+        save_keras_atomic(self.model, self.best_model_path)
         return path
 
     def restore_latest(self) -> str | None:
@@ -139,3 +149,20 @@ def save_keras_atomic(model, path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _link_checkpoint(prefix: str, directory: Path) -> str:
+    """Make the checkpoint ``prefix`` the only one in ``directory`` by hard links (copies where links fail)."""
+    source = Path(prefix)
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("ckpt-*"):
+        old.unlink()
+    for file in source.parent.glob(f"{source.name}.*"):
+        try:
+            os.link(file, directory / file.name)
+        except OSError:
+            shutil.copy2(file, directory / file.name)
+    linked = str(directory / source.name)
+    # TF 2 exposes the checkpoint-state writer only under compat.v1.
+    tf.compat.v1.train.update_checkpoint_state(str(directory), linked, all_model_checkpoint_paths=[linked])
+    return linked

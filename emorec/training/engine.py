@@ -474,9 +474,9 @@ class _Trainer:
             writer.flush()
         if self.chief:
             _write_history(self.run_dir, history)
+        ckpt.save_latest(step)
         if improved:
             ckpt.save_best(step)
-        ckpt.save_latest(step)
         if self.progress:
             shown = {k: round(v, 4) for k, v in row.items() if k.startswith("dev_ccc") and "per_rec" not in k}
             print(f"epoch {epoch + 1}: loss {row.get('train_loss', float('nan')):.4f} {shown}",

@@ -82,7 +82,8 @@ def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_
         + ", ".join(f"{k} {_minutes(v)}" for k, v in timings.items() if k != "total") + ")",
         f"  demo dataset:  {data_dir}",
         f"  run directory: {run_dir}",
-        f"  best model:    {best} (epoch {result.best_epoch}, step {result.global_step})",
+        f"  best model:    {best} (epoch {result.best_epoch} of {len(result.history)}, by dev CCC; "
+        f"{result.global_step} steps in all)",
         f"  export:        {export_dir} (saved_model/, streaming_saved_model/, export.json)",
         f"  dev metrics:   {eval_dir / 'metrics.json'} (predictions/*.csv, plots/*.png beside it)",
         "  pictures:      " + ", ".join(str(p) for p in pictures.values()),

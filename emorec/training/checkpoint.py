@@ -26,6 +26,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from emorec.manifest import atomic_write_bytes
+
 LATEST = "latest"
 BEST = "best"
 BEST_MODEL_NAME = "best.keras"
@@ -162,7 +164,7 @@ def _link_checkpoint(prefix: str, directory: Path) -> str:
             os.link(file, directory / file.name)
         except OSError:
             shutil.copy2(file, directory / file.name)
-    linked = str(directory / source.name)
-    # TF 2 exposes the checkpoint-state writer only under compat.v1.
-    tf.compat.v1.train.update_checkpoint_state(str(directory), linked, all_model_checkpoint_paths=[linked])
-    return linked
+    # The state file tf.train.latest_checkpoint reads (a text proto; relative to the directory).
+    state = f'model_checkpoint_path: "{source.name}"\nall_model_checkpoint_paths: "{source.name}"\n'
+    atomic_write_bytes(directory / "checkpoint", state.encode())
+    return str(directory / source.name)

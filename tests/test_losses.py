@@ -1,15 +1,12 @@
 """CCC loss: values against NumPy, masking, finiteness, Keras wrapper, exactness under tf.distribute."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from script_result import run_script_result
 
 from emorec.losses import (
     CCCLoss,
@@ -233,13 +230,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
 
 
 def test_distributed_loss_and_gradients_equal_single_device():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(
-        [sys.executable, "-c", _DISTRIBUTED_SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    r = json.loads(line[len("RESULT "):])
+    r = run_script_result(_DISTRIBUTED_SCRIPT)
     assert r["n_replicas"] == 2
     single = r["single_loss"]
     # Every replica reports the global-batch loss.

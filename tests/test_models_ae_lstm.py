@@ -1,9 +1,5 @@
 """Nguyen et al.'s ae_lstm family: shapes, hand-counted parameters, joint objective, saving, streaming."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from script_result import run_script_result
 
 from emorec.config import resolve_config, window_frames
 from emorec.errors import ConfigError
@@ -418,13 +415,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent(
 
 
 def test_joint_loss_and_gradients_under_mirrored_strategy_equal_single_device():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(
-        [sys.executable, "-c", _DISTRIBUTED_SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-    r = json.loads(line[len("RESULT "):])
+    r = run_script_result(_DISTRIBUTED_SCRIPT)
     single = r["single_loss"]
     for value in r["exact_losses"]:
         assert value == pytest.approx(single, rel=1e-6)

@@ -415,3 +415,14 @@ def test_streamed_audio_memory_does_not_grow_with_the_recording(tmp_path):
     # resampler's run of 44.1 kHz inputs (in float64 inside upfirdn) are held.
     assert short[0] == 250 and frames == 1000 and whole_bytes == 2_560_000
     assert peak < 1.1 * short[2] and peak < 0.7 * whole_bytes, (short[2], peak)
+
+
+def test_default_demo_jobs_gives_each_worker_two_recordings(monkeypatch):
+    from tfrecords_tools.build import default_demo_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert [default_demo_jobs(n) for n in (1, 2, 3, 6, 8)] == [1, 1, 1, 2, 2]
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert [default_demo_jobs(n) for n in (2, 6, 8, 40)] == [1, 3, 4, 4]
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_demo_jobs(8) == 1

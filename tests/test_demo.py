@@ -112,6 +112,12 @@ def test_out_dir_that_is_a_file_is_an_error(tmp_path):
         write_demo_media(target, progress=False, spec=TINY)
 
 
+def test_zero_jobs_is_an_error_and_writes_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="jobs must be at least 1, got 0"):
+        write_demo_media(tmp_path / "corpus", progress=False, spec=TINY, jobs=0)
+    assert not (tmp_path / "corpus").exists()
+
+
 def test_csv_columns_and_files(corpus):
     root = corpus.parent
     assert corpus.name == RECORDINGS_CSV
@@ -287,7 +293,8 @@ def _snapshot(csv_path: Path) -> dict[str, bytes]:
 
 def test_same_seed_same_corpus_other_seed_differs(tmp_path):
     first = _snapshot(write_demo_media(tmp_path / "a", seed=3, progress=False, spec=TINY))
-    again = _snapshot(write_demo_media(tmp_path / "b", seed=3, progress=False, spec=TINY))
+    # Written by two processes: the same bytes as one.
+    again = _snapshot(write_demo_media(tmp_path / "b", seed=3, progress=False, spec=TINY, jobs=2))
     other = _snapshot(write_demo_media(tmp_path / "c", seed=4, progress=False, spec=TINY))
     assert first.keys() == again.keys() == other.keys()
     for name in first:

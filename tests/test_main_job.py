@@ -203,3 +203,28 @@ def test_demo_section_leaves_the_paper_settings_alone():
         k: v for k, v in paper["model"].items() if k != "audio_bn_momentum"
     }
     assert demo["data"]["window"] == paper["data"]["window"]
+
+
+@pytest.mark.parametrize("name", ["ae_lstm_video", "ae_lstm_audio", "conv_lstm", "ae_2slstm"])
+def test_each_ablation_trains_evaluates_and_exports_on_the_demo(main_job, tmp_path, name):
+    from emorec.models.ae_lstm import DEFAULTS, VARIANTS
+
+    _, cache, _, _ = main_job
+    run_dir = tmp_path / "run"
+    argv = ["--model", name, "--out", str(run_dir), "--no-progress"]
+    # The tiny model's settings that this variant has (ae_lstm_video has no audio branch).
+    tiny = [s for s in TINY_MODEL if s.split("=")[0].removeprefix("model.") in DEFAULTS[name]]
+    for setting in tiny + SCHEDULE:
+        argv += ["--set", setting]
+    with _environ(EMOREC_CACHE=str(cache), EMOREC_DEMO_SPEC=json.dumps(TINY_SPEC)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = cli.run(argv)
+    assert result.global_step == 2
+    raw = json.loads((run_dir / "eval/dev/metrics.json").read_text())["raw"]
+    assert raw["num_frames"] == round(SECONDS / FRAME_PERIOD)
+    assert all(np.isfinite(raw[d]["ccc"]) and -1 <= raw[d]["ccc"] <= 1 for d in ("arousal", "valence"))
+    export = json.loads((run_dir / "export/export.json").read_text())
+    assert sorted(export["modalities"]) == sorted(VARIANTS[name][0])
+    assert (run_dir / "export/streaming_saved_model/saved_model.pb").is_file()
+    # Only the models with a face decoder draw reconstructions.
+    assert (run_dir / "reconstructions.png").is_file() == (name in ("ae_lstm_video", "ae_2slstm"))

@@ -502,9 +502,12 @@ def test_registry_and_yaml_mirror_the_defaults(name):
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 50_000
     assert sorted(config["data"]["modalities"]) == sorted(spec.modalities)
     demo = resolve_config(path, demo=True)
-    if name == "ae_lstm":
-        # The main job's schedule, as measured in the README (120 steps of 16 windows).
-        assert demo["training"]["epochs"] * demo["training"]["steps_per_epoch"] == 120
-        assert demo["data"]["batch_size"] == 16
-    else:
-        assert demo["training"]["epochs"] * demo["training"]["steps_per_epoch"] <= 40
+    # The main job's schedule, as measured in the README (150 steps of 16 windows); the
+    # ablations share it so that the README's ablation table compares like with like.
+    assert demo["training"]["epochs"] * demo["training"]["steps_per_epoch"] == 150
+    assert demo["data"]["batch_size"] == 16
+    main = resolve_config(REPO / "train" / "ae_lstm.yaml", demo=True)
+    for section in ("optimizer", "loss", "training"):
+        assert demo[section] == main[section], section
+    shared = (set(demo["model"]) & set(main["model"])) - {"name"}
+    assert {k: demo["model"][k] for k in shared} == {k: main["model"][k] for k in shared}

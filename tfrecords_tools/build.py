@@ -415,6 +415,13 @@ def _demo_media_complete(csv_path: Path) -> bool:
     return True
 
 
+def default_demo_jobs(recordings: int) -> int:
+    """Processes for a demo build of ``recordings``: one per core (at most 4), at least two recordings each."""
+    # A worker process pays a TensorFlow import (~5 s on 2 cores), which only pays off
+    # when it has more than one recording to write or build.
+    return max(1, min(os.cpu_count() or 1, 4, recordings // 2))
+
+
 def ensure_demo_dataset(
     window: float,
     *,
@@ -423,6 +430,7 @@ def ensure_demo_dataset(
     seed: int = 0,
     face_detect_every: int | None = None,
     partitions: Sequence[str] = ("train", "dev"),
+    jobs: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -438,6 +446,8 @@ def ensure_demo_dataset(
     ``DemoSpec()``) and ``seed`` pick the corpus; a non-default one gets its
     own folder. Only ``partitions`` are built (the demo flow needs train and
     dev; ``build demo OUT`` builds all three); another choice is another folder.
+    ``jobs`` processes write the media and build the shards (default:
+    :func:`default_demo_jobs`); the result does not depend on it.
     """
     from emorec.demo import DemoSpec, make_subjects, write_demo_media
     from emorec.media.faces import FaceConfig
@@ -466,9 +476,12 @@ def ensure_demo_dataset(
     media = root / "media" / f"seed{seed}{_demo_tag(spec, seed)}"
     if not _demo_media_complete(media / CSV_NAME):
         shutil.rmtree(media, ignore_errors=True)
-        write_demo_media(media, seed=seed, spec=spec, progress=progress)
+        subjects = make_subjects(spec, seed)
+        write_demo_media(media, seed=seed, spec=spec, progress=progress,
+                         jobs=jobs or default_demo_jobs(len(subjects)))
     sources = [s for s in read_recordings_csv(media / CSV_NAME) if s.partition in partitions]
-    kwargs = dict(cache_dir=root / "faces", progress=progress, log=lambda _msg: None)
+    kwargs = dict(cache_dir=root / "faces", progress=progress, log=lambda _msg: None,
+                  jobs=jobs or default_demo_jobs(len(sources)))
     try:
         manifest = build_dataset(sources, out, options, DEMO_SOURCE, **kwargs)
     except ConfigError:
@@ -578,7 +591,7 @@ def sources_from_args(args, options: BuildOptions) -> tuple[list[RecordingSource
 
     check_not_foreign(Path(args.out))  # before writing the demo media into it
     media = args.media_dir or default_media_dir(args.out, args.seed)
-    return demo_sources(media, seed=args.seed, progress=not args.no_progress), "demo"
+    return demo_sources(media, seed=args.seed, progress=not args.no_progress, jobs=args.jobs), "demo"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import io
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
@@ -63,23 +65,47 @@ def _write_recording(root: Path, subject: Subject, spec: DemoSpec, seed: int) ->
     return row
 
 
-def write_demo_media(out_dir, *, seed: int = 0, progress: bool = True, spec: DemoSpec | None = None) -> Path:
-    """Write the synthetic demo corpus (wav, mp4, label csv per recording) and return its recordings.csv."""
+def write_demo_media(out_dir, *, seed: int = 0, progress: bool = True, spec: DemoSpec | None = None,
+                     jobs: int = 1) -> Path:
+    """Write the synthetic demo corpus (wav, mp4, label csv per recording) and return its recordings.csv.
+
+    ``jobs`` > 1 writes recordings in that many processes; every recording
+    comes from its own random streams, so the files are the same either way.
+    """
     spec = spec or DemoSpec()
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{root}: the demo corpus needs a directory, this is a file")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     for sub in (MEDIA_DIR, LABELS_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
     subjects = make_subjects(spec, seed)
-    rows = [
-        _write_recording(root, subject, spec, seed)
-        for subject in tqdm(subjects, desc="demo corpus", unit="rec", disable=not progress)
-    ]
+    bar = tqdm(total=len(subjects), desc="demo corpus", unit="rec", disable=not progress)
+    with bar:
+        if jobs == 1 or len(subjects) <= 1:
+            rows = []
+            for subject in subjects:
+                rows.append(_write_recording(root, subject, spec, seed))
+                bar.update(1)
+        else:
+            # spawn, not fork: the caller may already run TensorFlow's thread pools.
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(min(jobs, len(subjects)), mp_context=context) as pool:
+                futures = [pool.submit(_write_recording, root, s, spec, seed) for s in subjects]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        future.result()
+                        bar.update(1)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+                rows = [future.result() for future in futures]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
+    # Written last and atomically: its presence means every media file above is complete.
     path = root / RECORDINGS_CSV
     atomic_write_bytes(path, text.getvalue().encode())
     return path

@@ -20,12 +20,12 @@ def default_media_dir(out_dir, seed: int = 0) -> Path:
     return Path(out_dir) / ".cache" / "demo_media" / f"seed{seed}"
 
 
-def demo_sources(media_dir, seed: int = 0, progress: bool = True) -> list[RecordingSource]:
-    """Write (or reuse) the demo media in ``media_dir`` and return its recordings."""
+def demo_sources(media_dir, seed: int = 0, progress: bool = True, jobs: int = 1) -> list[RecordingSource]:
+    """Write (or reuse) the demo media in ``media_dir`` (in ``jobs`` processes) and return its recordings."""
     media_dir = Path(media_dir)
     csv_path = media_dir / CSV_NAME
     if not csv_path.is_file():
         from emorec.demo import write_demo_media
 
-        csv_path = Path(write_demo_media(media_dir, seed=seed, progress=progress))
+        csv_path = Path(write_demo_media(media_dir, seed=seed, progress=progress, jobs=jobs))
     return read_recordings_csv(csv_path)

@@ -144,6 +144,35 @@ class MatmulReference:
                 f"{self.best / 1e9:.1f} GFLOP/s (measurements during the run: {values})")
 
 
+class BestRatio:
+    """``rate`` ÷ the reference's best matmul FLOP/s, read when printed: a later measurement may still raise the best."""
+
+    def __init__(self, rate: float, reference: MatmulReference, target: float | None = None):
+        self.rate = rate
+        self.reference = reference
+        self.target = target
+
+    def __float__(self) -> float:
+        return self.rate / self.reference.best
+
+    def __str__(self) -> str:
+        return f"{float(self):.2f}"
+
+    def verdict(self) -> LateText:
+        """``met`` / ``NOT met`` against ``target``, also decided when printed."""
+        return LateText(lambda: verdict(float(self), self.target))
+
+
+class LateText:
+    """A table cell whose text is computed when the table is printed."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def __str__(self) -> str:
+        return self.make()
+
+
 # -- FLOP counting ------------------------------------------------------------------------------
 
 

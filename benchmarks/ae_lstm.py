@@ -67,7 +67,7 @@ def streaming_rows(model, chunks, repeats, reference, macs, jit) -> list:
         flops = 2 * per_frame * frames
         rows.append([f"streaming{' [xla]' if jit else ''}", f"1x{frames} + state", f"{flops / 1e9:.2f}",
                      f"{seconds:.3f}", f"{flops / seconds / 1e9:.1f}",
-                     f"{flops / seconds / reference.best:.2f}",
+                     _common.BestRatio(flops / seconds, reference),
                      f"{flops / seconds / reference.adjacent():.2f}", "-",
                      f"{frames * FRAME_PERIOD / seconds:.1f}"])
     return rows
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
         flops = 3 * 2 * sum(macs.values()) * batch * window
         rows.append([f"training step{' [xla]' if jit else ''}", f"{batch}x{window}", f"{flops / 1e9:.1f}",
                      f"{seconds:.3f}", f"{flops / seconds / 1e9:.1f}",
-                     f"{flops / seconds / reference.best:.2f}",
+                     _common.BestRatio(flops / seconds, reference),
                      f"{flops / seconds / reference.adjacent():.2f}", f"{batch / seconds:.1f}",
                      f"{batch * window * FRAME_PERIOD / seconds:.1f}"])
         rows += streaming_rows(model, chunks, args.repeats, reference, macs, jit)

@@ -15,13 +15,11 @@ temporary name and renamed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from emorec.manifest import default_file_mode
+from emorec.plots import pyplot, save_png
 
 RECONSTRUCTIONS_PNG = "reconstructions.png"
 LEARNING_CURVES_PNG = "learning_curves.png"
@@ -31,31 +29,6 @@ FACE_INCHES = 1.2  # per face in the reconstruction grid
 DEFAULT_NUM_FACES = 8
 _LOSS_TERMS = ("loss", "loss_2d", "loss_1d", "loss_ccc", "objective")
 _DIMENSIONS = ("arousal", "valence")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=DPI)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes it private; a picture is ordinary output
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def reconstruction_figure_size(num_faces: int) -> tuple[int, int]:
@@ -112,7 +85,7 @@ def plot_reconstructions(model, data_dir, path, partition: str = "dev",
     faces = inputs["video"][:, 0]
     recon = np.asarray(outputs["recon_video"])[:, 0]
     count = len(faces)
-    plt = _pyplot()
+    plt = pyplot()
     width, height = reconstruction_figure_size(num_faces)
     fig, axes = plt.subplots(2, num_faces, figsize=(width / DPI, height / DPI), squeeze=False)
     for col in range(num_faces):
@@ -130,7 +103,7 @@ def plot_reconstructions(model, data_dir, path, partition: str = "dev",
     mse = float(np.mean((recon - faces) ** 2))
     fig.suptitle(f"{partition} faces and their reconstructions (MSE {mse:.4f})", fontsize=9)
     fig.subplots_adjust(left=0.03, right=0.99, bottom=0.02, top=0.88, wspace=0.05, hspace=0.05)
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path), dpi=DPI)
 
 
 def read_step_scalars(run_dir, prefix: str = "train_step/") -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -170,7 +143,7 @@ def plot_learning_curves(run_dir, path=None) -> Path:
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     steps = read_step_scalars(run_dir)
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_ccc) = plt.subplots(2, 1, figsize=CURVES_FIGSIZE, sharex=True)
     epoch_steps = np.array([row["global_step"] for row in history])
     width = max(1, max((len(s[0]) for s in steps.values()), default=0) // 20)
@@ -203,7 +176,7 @@ def plot_learning_curves(run_dir, path=None) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=DPI)
 
 
 def write_run_pictures(run_dir, data_dir=None, model=None, partition: str = "dev") -> dict[str, Path]:

@@ -11,7 +11,35 @@ from pathlib import Path
 
 import numpy as np
 
+from emorec.manifest import default_file_mode
 from emorec.metrics import DEFAULT_NAMES
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: Path, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` as a PNG atomically (temporary name, then rename) and close it."""
+    plt = pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it private; a figure is ordinary output
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def plot_recording(
@@ -24,13 +52,8 @@ def plot_recording(
     names=DEFAULT_NAMES,
 ) -> Path:
     """Write one panel per dimension: prediction (and post-processed prediction) against gold; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.4 * len(names)), sharex=True, squeeze=False)
     for i, (ax, name) in enumerate(zip(axes[:, 0], names)):
         if gold is not None:
@@ -45,13 +68,4 @@ def plot_recording(
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_png(fig, path, dpi=80)

@@ -467,7 +467,8 @@ def ensure_demo_dataset(
     if not partitions:
         raise ConfigError(f"ensure_demo_dataset: partitions must be drawn from {', '.join(PARTITIONS)}")
     out = out.with_name(out.name + ("" if partitions == ("train", "dev") else "-" + "-".join(partitions)))
-    wanted = {s.recording_id for s in make_subjects(spec, seed) if s.partition in partitions}
+    subjects = make_subjects(spec, seed)
+    wanted = {s.recording_id for s in subjects if s.partition in partitions}
     reason = _demo_incomplete(out, expected, wanted)
     if reason is None:
         log(f"demo corpus: using {out}")
@@ -476,7 +477,6 @@ def ensure_demo_dataset(
     media = root / "media" / f"seed{seed}{_demo_tag(spec, seed)}"
     if not _demo_media_complete(media / CSV_NAME):
         shutil.rmtree(media, ignore_errors=True)
-        subjects = make_subjects(spec, seed)
         write_demo_media(media, seed=seed, spec=spec, progress=progress,
                          jobs=jobs or default_demo_jobs(len(subjects)))
     sources = [s for s in read_recordings_csv(media / CSV_NAME) if s.partition in partitions]

@@ -55,6 +55,17 @@ def _row(name, shape_text, flops, seconds, frames, reference, target, jit):
             ratio, f"{rate / reference.adjacent():.2f}", f"{frames * FRAME_PERIOD / seconds:.1f}", status], ratio
 
 
+def _time_cases(cases, batch, frames, repeats, reference, jit) -> list:
+    """Time each ``(name, fn, MACs per frame, has target)`` case, a matmul measurement after each; its rows."""
+    rows = []
+    for name, fn, per_frame, target in cases:
+        timing = _common.time_call(_forward(fn, jit), repeats=repeats)
+        reference.measure()
+        rows.append(_row(name, f"{batch}x{frames}", 2 * per_frame * batch * frames, timing["best"],
+                         batch * frames, reference, target, jit))
+    return rows
+
+
 def audio_rows(batch, frames, repeats, reference, jit) -> list:
     """Rows for e2e_audio, its speech CNN alone and its LSTM head alone."""
     model = build_model("e2e_audio", {})
@@ -69,13 +80,7 @@ def audio_rows(batch, frames, repeats, reference, jit) -> list:
         ("  speech CNN only", lambda: cnn(flat, training=False), macs["speech_cnn"], False),
         ("  2x256 LSTM only", lambda: head(features, training=False)[0], macs["recurrent"], False),
     ]
-    rows = []
-    for name, fn, per_frame, target in cases:
-        timing = _common.time_call(_forward(fn, jit), repeats=repeats)
-        reference.measure()
-        rows.append(_row(name, f"{batch}x{frames}", 2 * per_frame * batch * frames, timing["best"],
-                         batch * frames, reference, target, jit))
-    return rows
+    return _time_cases(cases, batch, frames, repeats, reference, jit)
 
 
 def video_rows(batch, frames, repeats, reference, jit) -> list:
@@ -91,13 +96,7 @@ def video_rows(batch, frames, repeats, reference, jit) -> list:
         (f"ResNet-50 {size}x{size}", lambda: cnn(faces, training=False), macs["visual_cnn"], True),
         ("e2e_video", lambda: model({"video": video}, training=False)["emotion"], sum(macs.values()), False),
     ]
-    rows = []
-    for name, fn, per_frame, target in cases:
-        timing = _common.time_call(_forward(fn, jit), repeats=repeats)
-        reference.measure()
-        rows.append(_row(name, f"{batch}x{frames}", 2 * per_frame * batch * frames, timing["best"],
-                         batch * frames, reference, target, jit))
-    return rows
+    return _time_cases(cases, batch, frames, repeats, reference, jit)
 
 
 def main(argv=None) -> None:

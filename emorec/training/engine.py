@@ -132,6 +132,31 @@ def _stitch(per_recording: dict) -> dict:
     return out
 
 
+def replica_update(model, forward_model, inputs, batch, objective, optimizer, replicas: int):
+    """One replica's training update; returns (the logged terms as float32, the forward outputs).
+
+    ``forward_model`` runs ``inputs`` (``model`` itself, or a twin sharing its
+    weights); the objective's moments are summed across replicas, and ``model``'s
+    weights get the gradient of the objective plus its share of the regularization.
+    """
+    from emorec.losses import global_moments
+
+    with tf.GradientTape() as tape:
+        outputs = forward_model(inputs, training=True)
+        loss, terms = objective(batch, outputs, reduce_fn=global_moments)
+        reg = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+        # Every replica holds the same weights, so each adds its 1/replicas share of
+        # the penalty and the SUM of the replica gradients counts it once.
+        scaled = loss + reg / replicas
+    grads = tape.gradient(scaled, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    out = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
+    out["objective"] = tf.cast(loss, tf.float32)
+    out["regularization"] = tf.cast(reg, tf.float32)
+    out["loss"] = out["objective"] + out["regularization"]
+    return out, outputs
+
+
 def make_forward(model):
     """A traced ``inputs -> emotion`` inference function (one per model; shapes may vary)."""
 
@@ -310,27 +335,13 @@ class _Trainer:
             self.train_step = self.stateful
 
     def _make_train_step(self):
-        from emorec.losses import global_moments
-
         model, optimizer, objective, strategy = self.model, self.optimizer, self.objective, self.strategy
         replicas = strategy.num_replicas_in_sync
         input_names = self.input_names
 
         def replica_step(batch):
             inputs = {k: batch[k] for k in input_names}
-            with tf.GradientTape() as tape:
-                outputs = model(inputs, training=True)
-                loss, terms = objective(batch, outputs, reduce_fn=global_moments)
-                reg = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-                # Every replica holds the same weights, so each adds its 1/replicas share of
-                # the penalty and the SUM of the replica gradients counts it once.
-                scaled = loss + reg / replicas
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            out = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
-            out["objective"] = tf.cast(loss, tf.float32)
-            out["regularization"] = tf.cast(reg, tf.float32)
-            out["loss"] = out["objective"] + out["regularization"]
+            out, _ = replica_update(model, model, inputs, batch, objective, optimizer, replicas)
             return out
 
         @tf.function

@@ -139,7 +139,8 @@ class StatefulStep:
     """
 
     def __init__(self, model, optimizer, objective, strategy, batch_size: int):
-        from emorec.losses import global_moments
+        # The engine imports this module lazily, so importing it back here makes no cycle.
+        from emorec.training.engine import replica_update
 
         self.strategy = strategy
         self.twin = build_stateful_model(model)
@@ -154,17 +155,7 @@ class StatefulStep:
         def replica_step(batch, states):
             inputs = {k: batch[k] for k in input_names}
             inputs[STATES] = carry(states, batch["reset"])
-            with tf.GradientTape() as tape:
-                outputs = twin(inputs, training=True)
-                loss, terms = objective(batch, outputs, reduce_fn=global_moments)
-                reg = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
-                scaled = loss + reg / replicas  # as in the engine's step
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            out = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
-            out["objective"] = tf.cast(loss, tf.float32)
-            out["regularization"] = tf.cast(reg, tf.float32)
-            out["loss"] = out["objective"] + out["regularization"]
+            out, outputs = replica_update(model, twin, inputs, batch, objective, optimizer, replicas)
             return out, settle(outputs[STATES], batch["mask"])
 
         @tf.function

@@ -10,7 +10,7 @@ Only the requested modalities' keys are present; ``labels``, ``mask``,
 Choices worth knowing:
 
 - Unlabelled partitions (RECOLA's test set) give all-zero ``labels``; ask
-  :func:`partition_has_labels` (or ``dataset_summary``) before trusting them.
+  :meth:`DatasetHandle.has_labels <emorec.dataset.DatasetHandle.has_labels>` before trusting them.
   Labels are read only if every recording of the partition has them.
 - Window mode (default): every row is an independent window, so ``reset`` is
   True on every row. Training shuffles whole windows (never frames) through a
@@ -40,6 +40,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -50,8 +51,8 @@ import numpy as np
 import tensorflow as tf
 
 from emorec.augment import augment_faces
+from emorec.dataset import DatasetHandle, open_dataset
 from emorec.errors import ConfigError
-from emorec.manifest import DatasetManifest, read_manifest
 from emorec.schema import (
     CTX_RECORDING_ID,
     CTX_START_FRAME,
@@ -63,8 +64,6 @@ from emorec.schema import (
     FRAME_SAMPLES,
     MODALITIES,
     NUM_LANDMARKS,
-    PARTITIONS,
-    SchemaError,
     parse_window_tensors,
 )
 
@@ -98,70 +97,61 @@ class _Plan:
         return "video" in self.modalities
 
 
-def _load_manifest(data_dir) -> DatasetManifest:
-    try:
-        return read_manifest(data_dir)
-    except (FileNotFoundError, SchemaError) as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _plan(data_dir, partition: str, modalities: Sequence[str] | None) -> _Plan:
-    data_dir = Path(data_dir)
-    manifest = _load_manifest(data_dir)
-    if partition not in PARTITIONS:
-        raise ConfigError(f"{data_dir}: unknown partition {partition!r} (expected one of {PARTITIONS})")
-    stored = manifest.modalities
-    wanted = stored if modalities is None else tuple(dict.fromkeys(modalities))
-    unknown = [m for m in wanted if m not in MODALITIES]
-    if unknown or not wanted:
-        raise ConfigError(f"{data_dir}: bad modalities {list(wanted)!r} (expected some of {MODALITIES})")
-    missing = [m for m in wanted if m not in stored]
-    if missing:
-        raise ConfigError(
-            f"{data_dir}: dataset has modalities {list(stored)}, not {missing}; "
-            "rebuild it with those modalities or drop them from the config"
-        )
-    shards = manifest.shards_for(partition)
+def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None) -> _Plan:
+    shards = data.shards(partition)
     if not shards:
-        raise ConfigError(f"{data_dir}: dataset has no recordings in partition {partition!r}")
+        raise ConfigError(f"{data.path}: dataset has no recordings in partition {partition!r}")
+    wanted = data.require_modalities(modalities, "the reader")
     paths = []
     for shard in shards:
-        path = data_dir / shard.path
+        path = data.path / shard.path
         if not path.is_file():
-            raise ConfigError(f"{path}: shard listed in {data_dir / 'manifest.json'} is missing")
+            raise ConfigError(f"{path}: shard listed in {data.path / 'manifest.json'} is missing")
         paths.append(str(path))
-    options = manifest.options
     return _Plan(
-        data_dir=data_dir,
+        data_dir=data.path,
         partition=partition,
         paths=tuple(paths),
         recording_ids=tuple(s.recording_id for s in shards),
         frames=tuple(int(s.frames) for s in shards),
         windows=tuple(int(s.windows) for s in shards),
         modalities=tuple(m for m in MODALITIES if m in wanted),
-        has_labels=manifest.has_labels(partition),
-        face_size=int(options["face_size"]),
-        window_frames=int(options["window_frames"]),
-        hop_frames=int(options.get("hop_frames", options["window_frames"])),
+        has_labels=data.has_labels(partition),
+        face_size=data.face_size,
+        window_frames=data.window_frames,
+        hop_frames=data.hop_frames,
     )
 
 
-def partition_has_labels(data_dir, partition: str) -> bool:
-    """True if every recording of the partition carries labels (else batches hold zeros)."""
-    return _load_manifest(data_dir).has_labels(partition)
+@dataclasses.dataclass(frozen=True)
+class ReadSpec:
+    """How :func:`make_dataset` reads a partition.
 
+    ``training`` shuffles (windows, or the recording order in stream mode);
+    ``augment`` applies the face augmentation and defaults to ``training``.
+    ``window_frames`` None = the stored window; it may exceed the stored
+    window only in stream mode. ``drop_remainder`` None drops the last short
+    batch only when training in window mode (stream mode always gives full
+    batches). ``deterministic`` None means True when a ``seed`` is given,
+    tf.data's default otherwise.
+    """
 
-def dataset_summary(data_dir) -> dict:
-    """Modalities, window/hop frames, face size and per-partition counts of a dataset."""
-    manifest = _load_manifest(data_dir)
-    options = manifest.options
-    return {
-        "modalities": list(manifest.modalities),
-        "window_frames": manifest.window_frames,
-        "hop_frames": int(options.get("hop_frames", manifest.window_frames)),
-        "face_size": int(options["face_size"]),
-        "partitions": manifest.partition_summary(),
-    }
+    batch_size: int
+    modalities: tuple[str, ...] | None = None
+    training: bool = False
+    augment: bool | None = None
+    window_frames: int | None = None
+    stream_ordered: bool = False
+    shuffle_buffer: int = 256
+    seed: int | None = None
+    repeat: bool = False
+    drop_remainder: bool | None = None
+    num_parallel_calls: int = tf.data.AUTOTUNE
+    deterministic: bool | None = None
+
+    def replace(self, **changes) -> ReadSpec:
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
 
 
 def _sub_seed(seed: int | None, k: int) -> int | None:
@@ -518,33 +508,27 @@ def _stream_dataset(plan, *, batch_size, frames, training, augment, seed, repeat
     )
 
 
-def make_dataset(
-    data_dir: str | os.PathLike,
-    partition: str,
-    *,
-    batch_size: int,
-    modalities: Sequence[str] | None = None,
-    training: bool = False,
-    augment: bool | None = None,
-    window_frames: int | None = None,
-    stream_ordered: bool = False,
-    shuffle_buffer: int = 256,
-    seed: int | None = None,
-    repeat: bool = False,
-    drop_remainder: bool | None = None,
-    num_parallel_calls: int = tf.data.AUTOTUNE,
-    deterministic: bool | None = None,
-) -> tf.data.Dataset:
+def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: ReadSpec) -> tf.data.Dataset:
     """Batches of windows of one partition as dicts of tensors (see the module docstring).
 
-    ``training`` shuffles (windows, or the recording order in stream mode);
-    ``augment`` applies the face augmentation and defaults to ``training``.
-    ``drop_remainder=None`` drops the last short batch only when training in
-    window mode (stream mode always gives full batches). ``deterministic=None``
-    means True when a ``seed`` is given, tf.data's default otherwise.
-    ``window_frames`` may exceed the stored window only in stream mode.
+    Args:
+        data: the dataset (a handle, or its directory).
+        partition: ``train``, ``dev`` or ``test``.
+        spec: how to read it (:class:`ReadSpec`).
+
+    Returns:
+        A ``tf.data.Dataset`` of dict batches (keys in docs/ARCHITECTURE.md).
+
+    Raises:
+        ConfigError, DatasetError: a partition without recordings, a missing shard, settings that do not fit
+            the stored windows.
     """
-    plan = _plan(data_dir, partition, modalities)
+    data = open_dataset(data)
+    batch_size, training, seed = spec.batch_size, spec.training, spec.seed
+    stream_ordered, augment, deterministic = spec.stream_ordered, spec.augment, spec.deterministic
+    drop_remainder, repeat, num_parallel_calls = spec.drop_remainder, spec.repeat, spec.num_parallel_calls
+    shuffle_buffer, window_frames = spec.shuffle_buffer, spec.window_frames
+    plan = _plan(data, partition, spec.modalities)
     if batch_size < 1:
         raise ConfigError(f"{plan.data_dir}: batch_size must be at least 1, got {batch_size}")
     frames = plan.window_frames if window_frames is None else int(window_frames)
@@ -583,7 +567,7 @@ def make_dataset(
 
 
 def read_recordings(
-    data_dir: str | os.PathLike, partition: str, modalities: Sequence[str] | None = None
+    data: str | os.PathLike | DatasetHandle, partition: str, modalities: Sequence[str] | None = None
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(recording_id, arrays)`` per recording with all its valid frames stitched back.
 
@@ -593,7 +577,7 @@ def read_recordings(
     recording-id order; a shard whose frames do not match the manifest raises
     ConfigError naming it.
     """
-    plan = _plan(data_dir, partition, modalities)
+    plan = _plan(open_dataset(data), partition, modalities)
     for rid, path, expected in zip(plan.recording_ids, plan.paths, plan.frames):
         parts: dict[str, list[np.ndarray]] = {}
         chunks = _recording_frames(plan, path)

@@ -1,4 +1,4 @@
-"""The demo flow of ``python -m emorec.train`` without ``--data``: build → train → evaluate dev → export → pictures.
+"""The demo flow of ``emorec train`` without ``--data``: build → train → evaluate dev → export → pictures.
 
 It is model-agnostic: any registered model runs through it with its YAML's
 ``demo:`` overrides. Outputs, all in the run directory:
@@ -9,7 +9,7 @@ It is model-agnostic: any registered model runs through it with its YAML's
   after the AVEC post-processing tuned on dev, which are optimistic since dev
   chose the chain), ``predictions/*.csv``, ``postprocessed/*.csv``, ``plots/*.png``;
 - ``postprocess.json`` (the tuned chain) and ``export/`` (``emorec.export``:
-  SavedModel, streaming SavedModel, ``export.json``);
+  one SavedModel with offline and streaming signatures, ``export.json``);
 - ``learning_curves.png`` and, for models with a face decoder,
   ``reconstructions.png`` (:mod:`emorec.pictures`);
 - ``demo_summary.json``: the paths above, the dev metrics and the time each
@@ -21,15 +21,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from emorec.manifest import atomic_write_bytes
+from emorec.rundir import RunDir
 
-EXPORT_SUBDIR = "export"
-SUMMARY_JSON = "demo_summary.json"
 DEV = "dev"
 _DIMENSIONS = ("arousal", "valence")
 
@@ -84,7 +82,7 @@ def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_
         f"  run directory: {run_dir}",
         f"  best model:    {best} (epoch {result.best_epoch} of {len(result.history)}, by dev CCC; "
         f"{result.global_step} steps in all)",
-        f"  export:        {export_dir} (saved_model/, streaming_saved_model/, export.json)",
+        f"  export:        {export_dir} (saved_model/ with offline and streaming signatures, export.json)",
         f"  dev metrics:   {eval_dir / 'metrics.json'} (predictions/*.csv, plots/*.png beside it)",
         "  pictures:      " + ", ".join(str(p) for p in pictures.values()),
         f"dev partition: {raw.get('num_recordings', '?')} recordings, {raw.get('num_frames', '?')} frames "
@@ -97,49 +95,56 @@ def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_
 
 
 def run_demo_flow(
-    config: dict,
+    config,
     run_dir,
     *,
-    data_dir=None,
+    data=None,
     resume: bool = False,
     progress: bool = True,
     postprocess: bool = True,
     on_step: Callable[[dict], None] | None = None,
     run_info: dict | None = None,
-    out=None,
 ) -> DemoFlowResult:
-    """Build (or reuse) the demo corpus, train ``config`` into ``run_dir``, evaluate dev, export, draw; print the summary.
+    """Build (or reuse) the demo corpus, train ``config`` into ``run_dir``, evaluate dev, export, draw.
 
-    ``config`` is a resolved training config (the ``demo:`` overrides already
-    merged). ``data_dir`` skips the build (a demo dataset built elsewhere).
-    ``postprocess`` tunes the AVEC chain on dev (reported apart from the raw
-    metrics). The summary goes to ``out`` (default stdout).
+    Args:
+        config: a resolved :class:`~emorec.config.TrainConfig` (the ``demo:`` overrides merged).
+        run_dir: the run directory.
+        data: a demo dataset built elsewhere (handle or directory); None builds or reuses the cached one.
+        resume: continue the run's training from its latest checkpoint.
+        progress: show progress bars.
+        postprocess: tune the post-processing chain on dev (reported apart from the raw metrics).
+        on_step: called after every training step.
+        run_info: extra entries for the run's ``config.yaml``.
+
+    Returns:
+        The :class:`DemoFlowResult`; its ``summary`` is the text the command prints.
     """
+    from emorec.dataset import open_dataset
     from emorec.evaluate import evaluate_run
     from emorec.export import export_run
     from emorec.pictures import write_run_pictures
     from emorec.training.engine import train
 
-    out = out or sys.stdout
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    if data_dir is None:
-        from tfrecords_tools.build import ensure_demo_dataset
+    if data is None:
+        from emorec.demo.cache import ensure_demo_dataset
 
-        data_dir = ensure_demo_dataset(config["data"]["window"], progress=progress)
-    data_dir = Path(data_dir)
+        data = ensure_demo_dataset(config.data.window, progress=progress)
+    data = open_dataset(data)
     timings["build"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    result = train(config, data_dir, run_dir, resume=resume, progress=progress, on_step=on_step,
+    result = train(config, data, run_dir, resume=resume, progress=progress, on_step=on_step,
                    run_info=run_info)
     timings["train"] = time.perf_counter() - mark
-    run_dir = Path(result.run_dir)
+    run = RunDir(result.run_dir)
     # Reloading a large best.keras costs seconds; the in-memory model is the same when nothing followed it.
     model = result.model if _final_is_best(result) else None
 
     mark = time.perf_counter()
-    metrics = evaluate_run(run_dir, data_dir, DEV, "tune" if postprocess else "off", model=model,
+    metrics = evaluate_run(run.path, data, DEV, "tune" if postprocess else "off", model=model,
                            progress=progress)
     timings["evaluate"] = time.perf_counter() - mark
 
@@ -147,29 +152,27 @@ def run_demo_flow(
     if model is None:
         from emorec.evaluate import load_best_model
 
-        model = load_best_model(run_dir)
-    export_dir = run_dir / EXPORT_SUBDIR
-    export_run(run_dir, export_dir, model=model)
+        model = load_best_model(run.path)
+    export_run(run.path, run.export, model=model, keras_file=run.best_model, data=data)
     timings["export"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    pictures = write_run_pictures(run_dir, data_dir, model, partition=DEV)
+    pictures = write_run_pictures(run.path, data, model, partition=DEV)
     timings["pictures"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
 
-    summary = format_summary(run_dir, data_dir, result, metrics, export_dir, pictures, timings)
+    summary = format_summary(run.path, data.path, result, metrics, run.export, pictures, timings)
     record = {
-        "run_dir": str(run_dir), "data_dir": str(data_dir),
+        "run_dir": str(run.path), "data_dir": str(data.path),
         "best_model": None if result.best_model is None else str(result.best_model),
         "best_epoch": result.best_epoch, "global_step": result.global_step,
-        "export_dir": str(export_dir), "metrics_json": str(Path(metrics["out_dir"]) / "metrics.json"),
+        "export_dir": str(run.export), "metrics_json": str(Path(metrics["out_dir"]) / "metrics.json"),
         "pictures": {k: str(v) for k, v in pictures.items()},
         "dev": {key: metrics.get(key) and {k: v for k, v in metrics[key].items() if k != "per_recording"}
                 for key in ("raw", "postprocessed")},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-    atomic_write_bytes(run_dir / SUMMARY_JSON, (json.dumps(record, indent=2) + "\n").encode())
-    print(summary, file=out, flush=True)
-    return DemoFlowResult(train=result, data_dir=data_dir, metrics=metrics, export_dir=export_dir,
+    atomic_write_bytes(run.demo_summary, (json.dumps(record, indent=2) + "\n").encode())
+    return DemoFlowResult(train=result, data_dir=data.path, metrics=metrics, export_dir=run.export,
                           pictures=pictures, timings=timings, summary=summary)

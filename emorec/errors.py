@@ -19,3 +19,7 @@ class AlignmentError(EmorecError, ValueError):
 
 class ConfigError(EmorecError, ValueError):
     """A training, evaluation or build setting that is missing or invalid."""
+
+
+class DatasetError(EmorecError, ValueError):
+    """A dataset directory that cannot be used (no manifest, another schema version, missing shards)."""

@@ -1,18 +1,22 @@
-"""``python -m emorec.export RUN_DIR OUT_DIR``: a training run's best model as SavedModels for serving.
+"""``emorec export RUN_DIR OUT_DIR``: a training run's best model as one SavedModel for serving.
 
-Layout of ``OUT_DIR``::
+Layout of ``OUT_DIR`` (names in :class:`emorec.rundir.ExportDir`)::
 
-    export.json               what a client needs: model, inputs, face size, frame period,
-                              sample rate, audio normalisation, label alignment, state layout
-    model.keras               the Keras model (RUN_DIR/best.keras)
-    postprocess.json          the run's tuned AVEC post-processing (only if the run has one)
-    saved_model/              offline: signature ``serving_default`` (also ``.serve``)
-    streaming_saved_model/    streaming: signatures ``serving_default`` = ``step``, and ``initial_state``
+    export.json        what a client needs: model, inputs, face size, frame period, sample rate,
+                       audio normalisation, label alignment, state layout, signatures
+    model.keras        the Keras model (a hard link to RUN_DIR/best.keras where the file system allows)
+    postprocess.json   the run's tuned AVEC post-processing and the inference mode it was tuned on
+                       (only if the run has one)
+    saved_model/       signatures serving_default (offline), step (streaming) and initial_state,
+                       sharing one copy of the variables
+
+Only the path to ``emotion`` is exported: decoders (``ae_lstm``'s
+reconstructions) play no part in prediction, so they are left out.
 
 Offline signature (only the model's own inputs; batch and time dynamic)::
 
-    serve(audio=float32 (B, T, 640), video=float32 (B, T, S, S, 3) RGB in [0, 1],
-          [landmarks=float32 (B, T, 5, 2)]) -> {arousal: (B, T), valence: (B, T)}
+    serving_default(audio=float32 (B, T, 640), video=float32 (B, T, S, S, 3) RGB in [0, 1],
+                    [landmarks=float32 (B, T, 5, 2)]) -> {arousal: (B, T), valence: (B, T)}
 
 Streaming signature (batch axis = independent streams, T = frames in this chunk)::
 
@@ -20,40 +24,29 @@ Streaming signature (batch axis = independent streams, T = frames in this chunk)
         -> {arousal: (B, T), valence: (B, T), states: (B, R, U)}
     initial_state(batch_size=int32 ()) -> {states: zeros (batch_size, R, U)}
 
-``R``/``U`` (``export.json`` ``streaming.state_shape``): rows ``2 l`` and
-``2 l + 1`` are ``h`` and ``c`` of LSTM layer ``l`` (see
-:mod:`emorec.models.recurrent`; ``ae_2slstm`` stacks the video head's rows
-before the audio head's). Zeros start a stream; feeding a recording chunk by
+``R``/``U`` (``export.json`` ``streaming.state_shape``): see
+:mod:`emorec.models.twin`. Zeros start a stream; feeding a recording chunk by
 chunk, passing each returned ``states`` to the next call, gives the offline
 output on the whole recording.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from emorec.errors import ConfigError, EmorecError
 from emorec.manifest import atomic_write_bytes
-from emorec.schema import (
-    DEFAULT_LABEL_ALIGNMENT,
-    FRAME_PERIOD,
-    FRAME_SAMPLES,
-    MODALITIES,
-    SAMPLE_RATE,
-)
+from emorec.rundir import ExportDir, RunDir
+from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, MODALITIES, SAMPLE_RATE
 
-EXPORT_VERSION = 1
-EXPORT_JSON = "export.json"
-KERAS_FILE = "model.keras"
-POSTPROCESS_FILE = "postprocess.json"
-OFFLINE_DIR = "saved_model"
-STREAMING_DIR = "streaming_saved_model"
+logger = logging.getLogger(__name__)
+
+EXPORT_VERSION = 2
 STATES = "states"
 OUTPUT_NAMES = ("arousal", "valence")
 STATE_LAYOUT = (
@@ -79,9 +72,31 @@ def _split(emotion) -> dict:
     return {name: emotion[..., i] for i, name in enumerate(OUTPUT_NAMES)}
 
 
-def _offline_module(model):
+def inference_model(model):
+    """The part of ``model`` that computes ``emotion`` (shares its layers; decoders left out)."""
+    import keras
+
+    outputs = model.output if isinstance(model.output, dict) else None
+    if outputs is None or set(outputs) == {"emotion"}:
+        return model
+    return keras.Model(model.input, {"emotion": outputs["emotion"]}, name=model.name)
+
+
+def serving_module(model, streaming: bool = True):
+    """A ``tf.Module`` with the offline (and streaming) functions and their signatures, one set of variables.
+
+    Args:
+        model: the offline Keras model.
+        streaming: add the ``step`` and ``initial_state`` signatures (needs recurrent heads).
+
+    Returns:
+        ``(module, signatures, state_shape or None, note)``: ``note`` says why there is no streaming form.
+    """
     import tensorflow as tf
 
+    from emorec.streaming import build_streaming, state_shape
+
+    model = inference_model(model)
     specs = _input_specs(model)
     names = [s.name for s in specs]
     module = tf.Module()
@@ -91,35 +106,31 @@ def _offline_module(model):
         return _split(model(dict(zip(names, args)), training=False)["emotion"])
 
     module.serve = tf.function(serve, input_signature=specs)
-    return module, {"serving_default": module.serve.get_concrete_function()}
-
-
-def _streaming_module(streaming, state_shape):
-    import tensorflow as tf
-
-    specs = _input_specs(streaming)
-    names = [s.name for s in specs] + [STATES]
-    specs.append(tf.TensorSpec((None, *state_shape), tf.float32, name=STATES))
-    module = tf.Module()
-    module.model = streaming
+    signatures = {"serving_default": module.serve.get_concrete_function()}
+    if not streaming:
+        return module, signatures, None, "exported without streaming (--no-streaming)"
+    try:
+        twin = build_streaming(model)
+    except ConfigError as exc:
+        return module, signatures, None, str(exc)
+    shape = state_shape(twin)
+    module.streaming = twin
+    step_specs = [*specs, tf.TensorSpec((None, *shape), tf.float32, name=STATES)]
 
     def step(*args):
-        out = streaming(dict(zip(names, args)), training=False)
+        out = twin(dict(zip([*names, STATES], args)), training=False)
         return {**_split(out["emotion"]), STATES: out[STATES]}
 
     def initial_state(batch_size):
-        return {STATES: tf.zeros(tf.stack([batch_size, *state_shape]), tf.float32)}
+        return {STATES: tf.zeros(tf.stack([batch_size, *shape]), tf.float32)}
 
-    module.step = tf.function(step, input_signature=specs)
+    module.step = tf.function(step, input_signature=step_specs)
     module.initial_state = tf.function(
         initial_state, input_signature=[tf.TensorSpec((), tf.int32, name="batch_size")]
     )
-    step_fn = module.step.get_concrete_function()
-    return module, {
-        "serving_default": step_fn,
-        "step": step_fn,
-        "initial_state": module.initial_state.get_concrete_function(),
-    }
+    signatures["step"] = module.step.get_concrete_function()
+    signatures["initial_state"] = module.initial_state.get_concrete_function()
+    return module, signatures, shape, None
 
 
 def _save_dir(module, signatures, target: Path) -> None:
@@ -137,45 +148,71 @@ def _save_dir(module, signatures, target: Path) -> None:
             shutil.rmtree(tmp)
 
 
-def _copy_file(source: Path, target: Path) -> None:
-    atomic_write_bytes(target, source.read_bytes())
-
-
-def _data_options(config: dict) -> tuple[dict, str | None]:
-    """The training data's manifest options (audio norm, label alignment), if its directory is still there."""
-    from emorec.evaluate import dataset_options
-
-    data_dir = (config.get("run") or {}).get("data_dir")
-    if not data_dir:
-        return {}, "run config names no data_dir; defaults assumed"
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no bytes written), or a copy where links are impossible."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        return dataset_options(data_dir), None
+        os.link(source, tmp)
+    except OSError:
+        atomic_write_bytes(target, source.read_bytes())
+        return
+    os.replace(tmp, target)
+
+
+def _training_data(config, data):
+    """The training dataset's handle (``data``, or the directory the run names), or a note why there is none."""
+    from emorec.dataset import open_dataset
+
+    if data is not None:
+        return open_dataset(data), None
+    data_dir = (config.run or {}).get("data_dir")
+    if not data_dir:
+        return None, "run config names no data_dir; defaults assumed"
+    try:
+        return open_dataset(data_dir), None
     except (EmorecError, OSError) as exc:
-        return {}, f"training data manifest unreadable ({exc}); defaults assumed"
+        return None, f"training data manifest unreadable ({exc}); defaults assumed"
 
 
-def export_run(run_dir, out_dir, *, model=None, streaming: bool = True) -> dict:
-    """Write the export directory of the run's best model (``model`` overrides it); returns export.json's dict."""
-    import keras
+def export_run(run_dir, out_dir, *, model=None, keras_file=None, data=None, streaming: bool = True) -> dict:
+    """Write the export directory of a run's best model.
 
-    from emorec.evaluate import BEST_MODEL, load_best_model, read_run_config
+    Args:
+        run_dir: the training run directory.
+        out_dir: the export directory (created; an earlier export there is replaced).
+        model: use this model instead of ``RUN_DIR/best.keras``.
+        keras_file: a ``.keras`` file holding ``model`` (hard-linked as ``model.keras`` instead of
+            writing the model again); implied when ``model`` is None.
+        data: the training dataset (handle or directory), for its audio normalisation and label
+            alignment; default: the directory the run's config names.
+        streaming: add the streaming signatures.
+
+    Returns:
+        The dict written to ``export.json``.
+
+    Raises:
+        ConfigError: the run directory is unusable.
+    """
+    from emorec.config import load_run_config
+    from emorec.evaluate import load_best_model
     from emorec.media.audio import DEFAULT_AUDIO_NORM
+    from emorec.schema import DEFAULT_LABEL_ALIGNMENT
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    config = read_run_config(run_dir)
-    model = model if model is not None else load_best_model(run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    options, options_note = _data_options(config)
+    run, out = RunDir(run_dir), ExportDir(out_dir)
+    config = load_run_config(run.path)
+    if model is None:
+        model, keras_file = load_best_model(run.path), run.best_model
+    out.path.mkdir(parents=True, exist_ok=True)
+    handle, data_note = _training_data(config, data)
 
-    specs = _input_specs(model)
-    names = [s.name for s in specs]
-    face_size = None
-    if "video" in names:
-        face_size = int(specs[names.index("video")].shape[2])
+    module, signatures, shape, stream_note = serving_module(model, streaming)
+    names = [s.name for s in _input_specs(model)]
+    face_size = int(model.input["video"].shape[2]) if "video" in names else None
     info = {
         "format_version": EXPORT_VERSION,
-        "model": config["model"]["name"],
-        "run_dir": str(run_dir.resolve()),
+        "model": config.model_name,
+        "run_dir": str(run.path.resolve()),
         "inputs": names,
         "modalities": [m for m in MODALITIES if m in names],
         "face_size": face_size,
@@ -183,78 +220,45 @@ def export_run(run_dir, out_dir, *, model=None, streaming: bool = True) -> dict:
         "frame_period": FRAME_PERIOD,
         "sample_rate": SAMPLE_RATE,
         "frame_samples": FRAME_SAMPLES,
-        "audio_norm": options.get("audio_norm", DEFAULT_AUDIO_NORM),
-        "label_alignment": options.get("label_alignment", DEFAULT_LABEL_ALIGNMENT),
-        "training_window_frames": int(round(config["data"]["window"] / FRAME_PERIOD)),
+        "audio_norm": handle.audio_norm if handle else DEFAULT_AUDIO_NORM,
+        "label_alignment": handle.label_alignment if handle else DEFAULT_LABEL_ALIGNMENT,
+        "training_window_frames": config.window_frames,
         "outputs": list(OUTPUT_NAMES),
-        "offline": {"saved_model": OFFLINE_DIR, "signature": "serving_default"},
-        "keras_model": KERAS_FILE,
+        "saved_model": ExportDir.SAVED_MODEL,
+        "offline": {"signature": "serving_default"},
+        "keras_model": ExportDir.KERAS_MODEL,
         "postprocess": None,
         "streaming": None,
     }
-    if options_note:
-        info["note"] = options_note
-
-    best = run_dir / BEST_MODEL
-    if best.is_file():
-        _copy_file(best, out_dir / KERAS_FILE)
+    if data_note:
+        info["note"] = data_note
+    if keras_file is not None and Path(keras_file).is_file():
+        link_or_copy(Path(keras_file), out.keras_model)
     else:
-        tmp = out_dir / f".{KERAS_FILE}.tmp.keras"
-        keras.saving.save_model(model, str(tmp))
-        os.replace(tmp, out_dir / KERAS_FILE)
-    params = run_dir / POSTPROCESS_FILE
-    if params.is_file():
-        _copy_file(params, out_dir / POSTPROCESS_FILE)
-        info["postprocess"] = POSTPROCESS_FILE
+        from emorec.training.checkpoint import save_keras_atomic
 
-    _save_dir(*_offline_module(model), out_dir / OFFLINE_DIR)
-    if streaming:
-        from emorec.streaming import build_streaming, state_shape
-
-        try:
-            stream_model = build_streaming(model)
-        except ConfigError as exc:
-            info["streaming_unavailable"] = str(exc)
-        else:
-            shape = state_shape(stream_model)
-            _save_dir(*_streaming_module(stream_model, shape), out_dir / STREAMING_DIR)
-            info["streaming"] = {
-                "saved_model": STREAMING_DIR,
-                "signature": "step",
-                "inputs": [*names, STATES],
-                "outputs": [*OUTPUT_NAMES, STATES],
-                "state_shape": list(shape),
-                "state_dtype": "float32",
-                "state_layout": STATE_LAYOUT,
-                "initial_state_signature": "initial_state",
-            }
-    atomic_write_bytes(out_dir / EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
+        save_keras_atomic(model, out.keras_model)
+    if run.postprocess.is_file():
+        atomic_write_bytes(out.postprocess, run.postprocess.read_bytes())
+        info["postprocess"] = ExportDir.POSTPROCESS
+    _save_dir(module, signatures, out.saved_model)
+    if shape is None:
+        info["streaming_unavailable"] = stream_note
+    else:
+        info["streaming"] = {
+            "signature": "step",
+            "inputs": [*names, STATES],
+            "outputs": [*OUTPUT_NAMES, STATES],
+            "state_shape": list(shape),
+            "state_dtype": "float32",
+            "state_layout": STATE_LAYOUT,
+            "initial_state_signature": "initial_state",
+        }
+    atomic_write_bytes(out.info, (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m emorec.export", description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path, help="training run directory (best.keras, config.yaml)")
-    parser.add_argument("out_dir", type=Path, help="export directory to write")
-    parser.add_argument("--no-streaming", action="store_true", help="skip the streaming SavedModel")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: exit 0 on success, 2 on bad input."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    try:
-        info = export_run(args.run_dir, args.out_dir, streaming=not args.no_streaming)
-    except (EmorecError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stream = info["streaming"]
-    print(f"exported {info['model']} ({', '.join(info['inputs'])}) to {args.out_dir}"
-          + (f"; streaming state {stream['state_shape']}" if stream else "; no streaming form"))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from emorec.cli import module_main
+
+    module_main("export", "python -m emorec.export")

@@ -24,9 +24,13 @@ where float64 is unavailable (TPU).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 from keras import ops
+
+from emorec.config.base import Section
 
 MOMENT_DTYPE = "float64"
 DEFAULT_EPS = 1e-8
@@ -107,6 +111,13 @@ def ccc_loss(y_true, y_pred, mask=None, reduce_fn=global_moments, eps=DEFAULT_EP
     """Mean over dimensions of ``1 − ρ``: ``(1 − ρ_a)/2 + (1 − ρ_v)/2`` for arousal and valence."""
     rho = ccc_from_moments(reduce_fn(ccc_moments(y_true, y_pred, mask, dtype=dtype)), eps=eps)
     return ops.cast(ops.mean(1.0 - rho), "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class CCCLossConfig(Section):
+    """The ``loss:`` section of models trained on the plain CCC objective: it has no settings."""
+
+    SECTION = "loss"
 
 
 def ccc_objective(batch, outputs, reduce_fn=global_moments):

@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from emorec.errors import DatasetError
 from emorec.schema import MODALITIES, PARTITIONS, SCHEMA_VERSION, SchemaError
 
 MANIFEST_NAME = "manifest.json"
@@ -105,9 +106,7 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
     """Load and check a dataset directory's manifest; errors name the file."""
     path = manifest_path(data_dir)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no dataset manifest here; build one with `python -m tfrecords_tools.build`"
-        )
+        raise DatasetError(f"{path}: no dataset manifest here; build one with `emorec build`")
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -116,7 +115,7 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
     if version != SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: dataset has schema version {version}, this emorec reads version "
-            f"{SCHEMA_VERSION}; rebuild it with `python -m tfrecords_tools.build ... --force`"
+            f"{SCHEMA_VERSION}; rebuild it with `emorec build ... --force`"
         )
     try:
         options = doc["options"]

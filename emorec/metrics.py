@@ -110,17 +110,47 @@ def rmse(gold, pred):
     return _out(np.sqrt(np.mean((p - g) ** 2, axis=0)), one_d)
 
 
-def evaluate_recordings(per_recording: dict, names=DEFAULT_NAMES, convention: str = HEADLINE_CONVENTION) -> dict:
+ALSO = ("ccc_per_recording_mean", "pearson", "rmse")
+
+
+def evaluate_recordings(per_recording: dict, names=DEFAULT_NAMES, convention: str = HEADLINE_CONVENTION,
+                        also=ALSO) -> dict:
     """Headline and per-recording metrics for ``{recording_id: (gold (N, D), pred (N, D))}``.
 
-    Per dimension: ``ccc`` on the concatenation of all recordings (headline),
-    ``ccc_per_recording_mean`` (NaN recordings skipped), ``pearson`` and
-    ``rmse`` on the concatenation. With arousal and valence present, Nguyen et
-    al.'s ``E_a``, ``E_v`` and ``E_av = sqrt(1/N Σ (â−a)² + (v̂−v)²)`` (their
-    eq. 11, i.e. ``sqrt(E_a² + E_v²)``) on the concatenation.
+    Per dimension: ``ccc`` on the concatenation of all recordings (headline)
+    and, as ``also`` lists them, ``ccc_per_recording_mean`` (NaN recordings
+    skipped), ``pearson`` and ``rmse`` on the concatenation. With ``rmse`` and
+    both arousal and valence present, Nguyen et al.'s ``E_a``, ``E_v`` and
+    ``E_av = sqrt(1/N Σ (â−a)² + (v̂−v)²)`` (their eq. 11, i.e.
+    ``sqrt(E_a² + E_v²)``) on the concatenation. ``per_recording`` holds every
+    metric of every recording.
+
+    Args:
+        per_recording: gold and predictions per recording.
+        names: the dimension names, in column order.
+        convention: the CCC convention (:data:`CONVENTIONS`).
+        also: the extra metrics to report (of :data:`ALSO`).
+
+    Returns:
+        ``{"convention", "num_recordings", "num_frames", <name>: {...}, ["E_a", "E_v", "E_av"], "per_recording"}``.
+
+    Raises:
+        ConfigError: no recordings or an unknown convention or metric; AlignmentError/LabelError: bad arrays.
+
+    A perfect prediction of N frames scores (N − 1) / N under the AVEC
+    convention (variances N − 1, covariance N):
+
+    >>> gold = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    >>> result = evaluate_recordings({"r": (gold, gold)}, also=("rmse",))
+    >>> {k: round(v, 4) for k, v in result["arousal"].items()}
+    {'ccc': 0.6667, 'rmse': 0.0}
     """
     _ddof(convention)
     names = tuple(names)
+    also = tuple(also)
+    unknown = [m for m in also if m not in ALSO]
+    if unknown:
+        raise ConfigError(f"evaluate_recordings: unknown metric(s) {unknown}; known: {', '.join(ALSO)}")
     if not per_recording:
         raise ConfigError("evaluate_recordings: no recordings to evaluate")
     golds, preds, per_rec = [], [], {}
@@ -146,13 +176,14 @@ def evaluate_recordings(per_recording: dict, names=DEFAULT_NAMES, convention: st
     for i, name in enumerate(names):
         per_values = np.array([per_rec[k][name]["ccc"] for k in per_rec])
         finite = per_values[np.isfinite(per_values)]
-        result[name] = {
+        values = {
             "ccc": float(c[i]),
             "ccc_per_recording_mean": float(finite.mean()) if finite.size else float("nan"),
             "pearson": float(r[i]),
             "rmse": float(e[i]),
         }
-    if "arousal" in names and "valence" in names:
+        result[name] = {k: v for k, v in values.items() if k == "ccc" or k in also}
+    if "rmse" in also and "arousal" in names and "valence" in names:
         ia, iv = names.index("arousal"), names.index("valence")
         sq = (p[:, ia] - g[:, ia]) ** 2 + (p[:, iv] - g[:, iv]) ** 2
         result["E_a"] = float(e[ia])

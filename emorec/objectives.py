@@ -28,9 +28,11 @@ hold different numbers of valid frames.
 
 from __future__ import annotations
 
+import dataclasses
+
 from keras import ops
 
-from emorec.errors import ConfigError
+from emorec.config.base import Section, choice, non_negative_number, setting
 from emorec.losses import (
     DIMENSION_NAMES,
     MOMENT_DTYPE,
@@ -40,7 +42,22 @@ from emorec.losses import (
 )
 
 RECONSTRUCTIONS = ("mean", "sum")
-JOINT_LOSS_DEFAULTS = {"alpha": 1.0, "beta": 1.0, "gamma": 0.01, "reconstruction": "mean"}
+
+
+@dataclasses.dataclass(frozen=True)
+class JointLossConfig(Section):
+    """The ``loss:`` section of the ae_lstm family (Nguyen et al. eq. 8)."""
+
+    SECTION = "loss"
+
+    alpha: float = setting(1.0, non_negative_number, doc="face reconstruction (L2D)")
+    beta: float = setting(1.0, non_negative_number, doc="audio reconstruction (L1D)")
+    gamma: float = setting(0.01, non_negative_number, doc="1 - (rho_a + rho_v) / 2")
+    reconstruction: str = setting("mean", choice(*RECONSTRUCTIONS),
+                                  doc="mean squared error per value | sum (eq. 3-4 as printed)")
+
+
+_JOINT = JointLossConfig()
 # (output key, batch key, term name, weight name)
 RECONSTRUCTION_TERMS = (
     ("recon_video", "video", "loss_2d", "alpha"),
@@ -80,28 +97,20 @@ def reconstruction_loss(sums, reconstruction="mean"):
     return sums[0] / ops.maximum(sums[1], ops.ones_like(sums[1]))
 
 
-def _check(alpha, beta, gamma, reconstruction) -> None:
-    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"loss.{name} must be a non-negative number, got {value!r}")
-    if reconstruction not in RECONSTRUCTIONS:
-        raise ConfigError(
-            f"loss.reconstruction must be one of {', '.join(RECONSTRUCTIONS)}, got {reconstruction!r}"
-        )
-
-
 def joint_objective(
     batch,
     outputs,
     reduce_fn=global_moments,
     *,
-    alpha=JOINT_LOSS_DEFAULTS["alpha"],
-    beta=JOINT_LOSS_DEFAULTS["beta"],
-    gamma=JOINT_LOSS_DEFAULTS["gamma"],
-    reconstruction=JOINT_LOSS_DEFAULTS["reconstruction"],
+    alpha=_JOINT.alpha,
+    beta=_JOINT.beta,
+    gamma=_JOINT.gamma,
+    reconstruction=_JOINT.reconstruction,
 ):
-    """``(α·L2D + β·L1D + γ·L_ccc, terms)``; terms: ``loss_2d``, ``loss_1d``, ``loss_ccc``, ``ccc_arousal``, ``ccc_valence``."""
-    _check(alpha, beta, gamma, reconstruction)
+    """``(α·L2D + β·L1D + γ·L_ccc, terms)``; terms: ``loss_2d``, ``loss_1d``, ``loss_ccc``, ``ccc_arousal``, ``ccc_valence``.
+
+    The weights are checked where they enter (:class:`JointLossConfig`).
+    """
     weights = {"alpha": float(alpha), "beta": float(beta)}
     mask = batch.get("mask")
     present = [spec for spec in RECONSTRUCTION_TERMS if spec[0] in outputs]

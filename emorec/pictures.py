@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from emorec.plots import pyplot, save_png
+from emorec.rundir import RunDir
 
-RECONSTRUCTIONS_PNG = "reconstructions.png"
-LEARNING_CURVES_PNG = "learning_curves.png"
 DPI = 100
 CURVES_FIGSIZE = (10.0, 7.0)  # inches: 1000 x 700 pixels at DPI
 FACE_INCHES = 1.2  # per face in the reconstruction grid
@@ -41,13 +40,13 @@ def learning_curves_size() -> tuple[int, int]:
     return int(round(CURVES_FIGSIZE[0] * DPI)), int(round(CURVES_FIGSIZE[1] * DPI))
 
 
-def pick_frames(data_dir, partition: str, names, num_faces: int = DEFAULT_NUM_FACES) -> dict:
+def pick_frames(data, partition: str, names, num_faces: int = DEFAULT_NUM_FACES) -> dict:
     """Model inputs ``{name: (K, 1, ...)}`` of ``num_faces`` frames with a face, spread evenly over the partition."""
     from emorec.data import read_recordings
 
     modalities = [m for m in ("audio", "video") if m in names]
     chosen: dict[str, list] = {k: [] for k in names}
-    recordings = list(read_recordings(data_dir, partition, modalities=modalities))
+    recordings = list(read_recordings(data, partition, modalities=modalities))
     if not recordings:
         return {}
     per = [num_faces // len(recordings) + (i < num_faces % len(recordings)) for i in range(len(recordings))]
@@ -68,7 +67,7 @@ def pick_frames(data_dir, partition: str, names, num_faces: int = DEFAULT_NUM_FA
     return {k: np.concatenate(v)[:, None] for k, v in chosen.items()}
 
 
-def plot_reconstructions(model, data_dir, path, partition: str = "dev",
+def plot_reconstructions(model, data, path, partition: str = "dev",
                          num_faces: int = DEFAULT_NUM_FACES) -> Path | None:
     """Dev faces (top row) above the model's reconstructions (bottom row); None if the model has no face decoder."""
     from emorec.streaming import input_names
@@ -76,7 +75,7 @@ def plot_reconstructions(model, data_dir, path, partition: str = "dev",
     names = input_names(model)
     if "video" not in names:
         return None
-    inputs = pick_frames(data_dir, partition, names, num_faces)
+    inputs = pick_frames(data, partition, names, num_faces)
     if not inputs:
         return None
     outputs = model(inputs, training=False)
@@ -111,7 +110,7 @@ def read_step_scalars(run_dir, prefix: str = "train_step/") -> dict[str, tuple[n
     import tensorflow as tf
 
     series: dict[str, dict[int, float]] = {}
-    for events in sorted((Path(run_dir) / "tb").glob("events.out.tfevents.*")):
+    for events in sorted(RunDir(run_dir).tensorboard.glob("events.out.tfevents.*")):
         for raw in tf.data.TFRecordDataset(str(events)):
             event = tf.compat.v1.Event.FromString(raw.numpy())
             for value in event.summary.value:
@@ -138,9 +137,10 @@ def _smooth(values: np.ndarray, width: int) -> np.ndarray:
 
 def plot_learning_curves(run_dir, path=None) -> Path:
     """Loss terms per step and CCCs (train per step, dev per epoch) of a run; returns the PNG path."""
-    run_dir = Path(run_dir)
-    path = Path(path) if path is not None else run_dir / LEARNING_CURVES_PNG
-    history_path = run_dir / "history.json"
+    run = RunDir(run_dir)
+    run_dir = run.path
+    path = Path(path) if path is not None else run.learning_curves
+    history_path = run.history_json
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     steps = read_step_scalars(run_dir)
     plt = pyplot()
@@ -179,12 +179,12 @@ def plot_learning_curves(run_dir, path=None) -> Path:
     return save_png(fig, path, dpi=DPI)
 
 
-def write_run_pictures(run_dir, data_dir=None, model=None, partition: str = "dev") -> dict[str, Path]:
+def write_run_pictures(run_dir, data=None, model=None, partition: str = "dev") -> dict[str, Path]:
     """Both figures into ``run_dir`` (reconstructions only for a model with a face decoder and a dataset)."""
-    run_dir = Path(run_dir)
-    written = {"learning_curves": plot_learning_curves(run_dir, run_dir / LEARNING_CURVES_PNG)}
-    if model is not None and data_dir is not None:
-        grid = plot_reconstructions(model, data_dir, run_dir / RECONSTRUCTIONS_PNG, partition)
+    run = RunDir(run_dir)
+    written = {"learning_curves": plot_learning_curves(run.path, run.learning_curves)}
+    if model is not None and data is not None:
+        grid = plot_reconstructions(model, data, run.reconstructions, partition)
         if grid is not None:
             written["reconstructions"] = grid
     return written

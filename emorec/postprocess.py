@@ -1,9 +1,11 @@
-"""The AVEC post-processing chain, tuned on dev predictions and applied unchanged to test.
+"""The post-processing chain, tuned on dev predictions and applied unchanged to test.
 
-Per output dimension, independently, in this order (Tzirakis et al. JSTSP §IV,
-AVEC 2016 baseline); each step is kept only if it raises the dev CCC
-(concatenation of all dev recordings, AVEC convention) by more than
-:data:`MIN_GAIN`:
+The chain is the protocol's ``postprocess.steps`` (``evaluate/avec2016.yaml``:
+the AVEC chain below; ``evaluate/chen_jin2015.yaml`` adds exponential
+smoothing), run per output dimension, independently, in the order given;
+each step is kept only if it raises the dev CCC (concatenation of all dev
+recordings) by more than :data:`MIN_GAIN`. The AVEC chain (Tzirakis et al.
+JSTSP §IV, AVEC 2016 baseline):
 
 1. median filter, odd window of 0.4 s … 20 s, per recording, edges padded with
    the edge value (never across recordings);
@@ -16,10 +18,15 @@ AVEC 2016 baseline); each step is kept only if it raises the dev CCC
    recording. This compensates the raters' reaction lag (the gold standard
    trails the signal the model sees).
 
+``exponential_smoothing`` (Chen & Jin 2015, eq. 7): ``s_t = α x_t + (1 − α)
+s_{t−1}`` with ``s_1 = x_1``, α chosen from a grid; run backward in time by
+default (the paper found backward smoothing better after a forward LSTM),
+per recording.
+
 Search grids: the median window runs over :data:`DEFAULT_MEDIAN_WINDOWS_S` (12
-windows, roughly ×√2 apart) and the shift over *every* frame in range — exact
+windows, roughly ×√2 apart), the shift over *every* frame in range — exact
 and cheap because the shifted CCC of all lags comes from cumulative sums and
-one cross-correlation per recording.
+one cross-correlation per recording — and α over :data:`DEFAULT_SMOOTHING_ALPHAS`.
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ from emorec.manifest import atomic_write_bytes
 from emorec.metrics import DEFAULT_NAMES, HEADLINE_CONVENTION, ccc, ccc_from_sums
 from emorec.schema import FRAME_PERIOD
 
-PARAMS_VERSION = 1
-STEPS = ("median_filter", "centring", "scaling", "time_shift")
+PARAMS_VERSION = 2
+AVEC_STEPS = ("median_filter", "centring", "scaling", "time_shift")
+STEPS = (*AVEC_STEPS, "exponential_smoothing")
 SCALE_ABOUT = ("zero", "mean")
+SMOOTHING_DIRECTIONS = ("backward", "forward")
 DEFAULT_MEDIAN_WINDOWS_S = (0.4, 0.8, 1.2, 1.6, 2.0, 2.8, 4.0, 5.6, 8.0, 11.2, 16.0, 20.0)
 DEFAULT_SHIFT_RANGE_S = (FRAME_PERIOD, 10.0)
+DEFAULT_SMOOTHING_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # A step must beat the running dev CCC by more than this; guards against keeping
 # a step on floating-point noise (e.g. centring already-centred predictions).
 MIN_GAIN = 1e-9
@@ -54,6 +64,8 @@ class PostprocessGrids:
 
     median_windows_s: tuple[float, ...] = DEFAULT_MEDIAN_WINDOWS_S
     shift_range_s: tuple[float, float] = DEFAULT_SHIFT_RANGE_S
+    smoothing_alphas: tuple[float, ...] = DEFAULT_SMOOTHING_ALPHAS
+    smoothing_direction: str = "backward"
 
     def median_windows(self, frame_period: float = FRAME_PERIOD) -> list[int]:
         """Odd window lengths in frames, each the odd count nearest above ``seconds / frame_period``."""
@@ -74,9 +86,10 @@ class PostprocessGrids:
 class DimensionParams:
     """Chosen post-processing of one output dimension and the dev CCC trail that chose it.
 
-    ``median_window`` and ``shift`` are in frames (0 = step not applied);
-    ``steps`` holds one record per step tried: the best candidate, its dev CCC,
-    the dev CCC before the step and whether it was kept.
+    ``median_window`` and ``shift`` are in frames (0 = step not applied),
+    ``smoothing`` is α (1 = not applied); ``order`` is the chain the steps run
+    in; ``steps`` holds one record per step tried: the best candidate, its dev
+    CCC, the dev CCC before the step and whether it was kept.
     """
 
     name: str
@@ -85,6 +98,9 @@ class DimensionParams:
     scale: float = 1.0
     scale_center: float = 0.0
     shift: int = 0
+    smoothing: float = 1.0
+    smoothing_direction: str = "backward"
+    order: list[str] = dataclasses.field(default_factory=lambda: list(AVEC_STEPS))
     dev_ccc_raw: float = float("nan")
     dev_ccc: float = float("nan")
     steps: list[dict] = dataclasses.field(default_factory=list)
@@ -105,6 +121,8 @@ class PostprocessParams:
     scale_about: str = "zero"
     median_windows: list[int] = dataclasses.field(default_factory=list)
     shift_range: list[int] = dataclasses.field(default_factory=list)
+    smoothing_alphas: list[float] = dataclasses.field(default_factory=list)
+    inference: dict | None = None  # how the dev predictions it was tuned on were made (eval window)
     num_dev_recordings: int = 0
     num_dev_frames: int = 0
     version: int = PARAMS_VERSION
@@ -122,10 +140,10 @@ class PostprocessParams:
     def from_dict(cls, data: dict) -> PostprocessParams:
         """Inverse of :meth:`to_dict`; raises :class:`ConfigError` on a foreign or newer layout."""
         try:
-            if data.get("version") != PARAMS_VERSION:
+            if data.get("version") not in (1, PARAMS_VERSION):
                 raise ConfigError(
                     f"post-processing parameters have version {data.get('version')!r}, "
-                    f"emorec reads {PARAMS_VERSION}"
+                    f"emorec reads 1 and {PARAMS_VERSION}"
                 )
             fields = {f.name for f in dataclasses.fields(DimensionParams)}
             dims = []
@@ -135,6 +153,7 @@ class PostprocessParams:
                     d[key] = float("nan") if d.get(key) is None else float(d[key])
                 dims.append(DimensionParams(**d))
             rest = {k: v for k, v in data.items() if k != "dimensions"}
+            rest["version"] = PARAMS_VERSION  # version 1 is version 2 without smoothing and order
             return cls(dimensions=dims, **rest)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"post-processing parameters are malformed: {exc}") from None
@@ -193,12 +212,48 @@ def shift_forward(x: np.ndarray, shift: int) -> np.ndarray:
     return np.concatenate([np.repeat(x[:1], k, axis=0), x[: len(x) - k]], axis=0)
 
 
+def exponential_smoothing(x: np.ndarray, alpha: float, direction: str = "forward") -> np.ndarray:
+    """``s_t = α x_t + (1 − α) s_{t−1}``, ``s_1 = x_1``, along axis 0 (``backward``: from the end).
+
+    >>> exponential_smoothing(np.array([0.0, 1.0, 1.0]), 0.5)
+    array([0.  , 0.5 , 0.75])
+    >>> exponential_smoothing(np.array([0.0, 1.0, 1.0]), 0.5, "backward")
+    array([0.5, 1. , 1. ])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if direction not in SMOOTHING_DIRECTIONS:
+        raise ConfigError(f"smoothing direction must be one of {', '.join(SMOOTHING_DIRECTIONS)}, got {direction!r}")
+    if alpha >= 1.0 or len(x) == 0:
+        return x.copy()
+    if direction == "backward":
+        return exponential_smoothing(x[::-1], alpha, "forward")[::-1].copy()
+    # A first-order IIR filter with the initial state set so that s_1 = x_1.
+    zi = signal.lfilter_zi([alpha], [1.0, alpha - 1.0])
+    shape = (1,) + (1,) * (x.ndim - 1)
+    out, _ = signal.lfilter([alpha], [1.0, alpha - 1.0], x, axis=0, zi=zi.reshape(shape) * x[:1])
+    return out
+
+
+def _apply_step(name: str, p: DimensionParams, x: np.ndarray) -> np.ndarray:
+    if name == "median_filter":
+        return median_filter(x, p.median_window) if p.median_window > 1 else x
+    if name == "centring":
+        return x + p.offset
+    if name == "scaling":
+        return (x - p.scale_center) * p.scale + p.scale_center
+    if name == "time_shift":
+        return shift_forward(x, p.shift)
+    if name == "exponential_smoothing":
+        return exponential_smoothing(x, p.smoothing, p.smoothing_direction)
+    raise ConfigError(f"unknown post-processing step {name!r} (known: {', '.join(STEPS)})")
+
+
 def _apply_dimension(p: DimensionParams, x: np.ndarray) -> np.ndarray:
-    """The chain for one dimension of one recording."""
-    if p.median_window > 1:
-        x = median_filter(x, p.median_window)
-    x = (x + p.offset - p.scale_center) * p.scale + p.scale_center
-    return shift_forward(x, p.shift)
+    """The chain for one dimension of one recording (steps not kept are at their identity values)."""
+    x = np.asarray(x, dtype=np.float64)
+    for name in p.order:
+        x = _apply_step(name, p, x)
+    return x
 
 
 def apply_postprocessing(params: PostprocessParams, preds: dict) -> dict:
@@ -251,68 +306,79 @@ def _better(candidate: float, current: float) -> bool:
     return not np.isfinite(current) or candidate > current + MIN_GAIN
 
 
-def _tune_dimension(name, golds, preds, windows, shifts, scale_about, convention) -> DimensionParams:
-    """Run the four-step search for one dimension (lists of per-recording 1-D arrays)."""
-    p = DimensionParams(name=name)
-    current = _concat_ccc(golds, preds, convention)
-    p.dev_ccc_raw = current
-
-    def record(step, value, candidate, kept):
-        p.steps.append(
-            {"step": step, "value": value, "dev_ccc": candidate, "dev_ccc_before": current, "kept": kept}
-        )
-
-    # 1. Median filter.
-    best_w, best_c, best_x = 0, float("nan"), None
+def _tune_median(golds, preds, grids: PostprocessGrids, windows, shifts, scale_about, convention):
+    best = (0, float("nan"), None)
     for w in windows:
         filtered = [median_filter(x, w) for x in preds]
         c = _concat_ccc(golds, filtered, convention)
-        if _better(c, best_c):
-            best_w, best_c, best_x = w, c, filtered
-    kept = best_x is not None and _better(best_c, current)
-    record("median_filter", best_w, best_c, kept)
-    if kept:
-        p.median_window, current, preds = best_w, best_c, best_x
+        if _better(c, best[1]):
+            best = (w, c, filtered)
+    w, c, filtered = best
+    return w, c, filtered, {"median_window": w}
 
-    gold_all = np.concatenate(golds)
 
-    # 2. Centring.
-    offset = float(gold_all.mean() - np.concatenate(preds).mean())
+def _tune_centring(golds, preds, grids, windows, shifts, scale_about, convention):
+    offset = float(np.concatenate(golds).mean() - np.concatenate(preds).mean())
     centred = [x + offset for x in preds]
-    c = _concat_ccc(golds, centred, convention)
-    kept = _better(c, current)
-    record("centring", offset, c, kept)
-    if kept:
-        p.offset, current, preds = offset, c, centred
+    return offset, _concat_ccc(golds, centred, convention), centred, {"offset": offset}
 
-    # 3. Scaling.
+
+def _tune_scaling(golds, preds, grids, windows, shifts, scale_about, convention):
     pred_all = np.concatenate(preds)
     std_pred = float(pred_all.std(ddof=1)) if len(pred_all) > 1 else 0.0
-    if std_pred > 0:
-        factor = float(gold_all.std(ddof=1)) / std_pred
-        center = float(pred_all.mean()) if scale_about == "mean" else 0.0
-        scaled = [(x - center) * factor + center for x in preds]
-        c = _concat_ccc(golds, scaled, convention)
-    else:
-        factor, center, c, scaled = 1.0, 0.0, float("nan"), preds
-    kept = _better(c, current)
-    record("scaling", factor, c, kept)
-    if kept:
-        p.scale, p.scale_center, current, preds = factor, center, c, scaled
+    if std_pred <= 0:
+        return 1.0, float("nan"), preds, {}
+    factor = float(np.concatenate(golds).std(ddof=1)) / std_pred
+    center = float(pred_all.mean()) if scale_about == "mean" else 0.0
+    scaled = [(x - center) * factor + center for x in preds]
+    return factor, _concat_ccc(golds, scaled, convention), scaled, {"scale": factor, "scale_center": center}
 
-    # 4. Time shift.
+
+def _tune_shift(golds, preds, grids, windows, shifts, scale_about, convention):
     curve = _shift_ccc_curve(golds, preds, shifts, convention) if len(shifts) else np.array([])
     finite = np.where(np.isfinite(curve), curve, -np.inf)
-    if finite.size and np.isfinite(finite.max()):
-        i = int(np.argmax(finite))
-        shift, c = int(shifts[i]), float(curve[i])
-    else:
-        shift, c = 0, float("nan")
-    kept = _better(c, current)
-    record("time_shift", shift, c, kept)
-    if kept:
-        p.shift, current = shift, c
+    if not (finite.size and np.isfinite(finite.max())):
+        return 0, float("nan"), preds, {}
+    i = int(np.argmax(finite))
+    shift = int(shifts[i])
+    return shift, float(curve[i]), [shift_forward(x, shift) for x in preds], {"shift": shift}
 
+
+def _tune_smoothing(golds, preds, grids: PostprocessGrids, windows, shifts, scale_about, convention):
+    best = (1.0, float("nan"), None)
+    for alpha in grids.smoothing_alphas:
+        smoothed = [exponential_smoothing(x, alpha, grids.smoothing_direction) for x in preds]
+        c = _concat_ccc(golds, smoothed, convention)
+        if _better(c, best[1]):
+            best = (float(alpha), c, smoothed)
+    alpha, c, smoothed = best
+    return alpha, c, smoothed, {"smoothing": alpha, "smoothing_direction": grids.smoothing_direction}
+
+
+_TUNERS = {
+    "median_filter": _tune_median,
+    "centring": _tune_centring,
+    "scaling": _tune_scaling,
+    "time_shift": _tune_shift,
+    "exponential_smoothing": _tune_smoothing,
+}
+
+
+def _tune_dimension(name, golds, preds, steps, grids, windows, shifts, scale_about, convention) -> DimensionParams:
+    """Run the chain's search for one dimension (lists of per-recording 1-D arrays)."""
+    p = DimensionParams(name=name, order=list(steps))
+    current = _concat_ccc(golds, preds, convention)
+    p.dev_ccc_raw = current
+    for step in steps:
+        value, candidate, changed, updates = _TUNERS[step](
+            golds, preds, grids, windows, shifts, scale_about, convention)
+        kept = changed is not None and _better(candidate, current)
+        p.steps.append({"step": step, "value": value, "dev_ccc": candidate, "dev_ccc_before": current,
+                        "kept": kept})
+        if kept:
+            for key, val in updates.items():
+                setattr(p, key, val)
+            current, preds = candidate, changed
     p.dev_ccc = current
     return p
 
@@ -324,12 +390,37 @@ def tune_postprocessing(
     names=DEFAULT_NAMES,
     scale_about: str = "zero",
     convention: str = HEADLINE_CONVENTION,
+    steps=AVEC_STEPS,
+    inference: dict | None = None,
 ) -> PostprocessParams:
-    """Choose the chain on ``{recording_id: (gold (N, D), pred (N, D))}`` dev data, per dimension."""
+    """Choose the chain on dev data, per dimension.
+
+    Args:
+        dev: ``{recording_id: (gold (N, D), pred (N, D))}``.
+        frame_period: seconds per frame (the grids are in seconds).
+        grids: the candidate values searched.
+        names: the dimension names, in column order.
+        scale_about: ``zero`` (the baseline) or ``mean``.
+        convention: the CCC convention (:mod:`emorec.metrics`).
+        steps: the chain, in order (names of :data:`STEPS`).
+        inference: how the dev predictions were made (recorded so that prediction can follow it).
+
+    Returns:
+        The tuned :class:`PostprocessParams`.
+
+    Raises:
+        ConfigError: bad settings or no recordings; AlignmentError: mismatched or non-finite arrays.
+    """
     grids = grids or PostprocessGrids()
     names = tuple(names)
+    steps = tuple(steps)
     if scale_about not in SCALE_ABOUT:
         raise ConfigError(f"scale_about must be one of {', '.join(SCALE_ABOUT)}, got {scale_about!r}")
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown or len(set(steps)) != len(steps):
+        raise ConfigError(f"post-processing steps {list(steps)}: each must appear once, from {', '.join(STEPS)}")
+    if grids.smoothing_direction not in SMOOTHING_DIRECTIONS:
+        raise ConfigError(f"smoothing direction must be one of {', '.join(SMOOTHING_DIRECTIONS)}")
     if not dev:
         raise ConfigError("tune_postprocessing: no dev recordings")
     golds, preds = [], []
@@ -349,13 +440,8 @@ def tune_postprocessing(
     shifts = grids.shifts(frame_period)
     dims = [
         _tune_dimension(
-            name,
-            [g[:, i] for g in golds],
-            [x[:, i] for x in preds],
-            windows,
-            shifts,
-            scale_about,
-            convention,
+            name, [g[:, i] for g in golds], [x[:, i] for x in preds], steps, grids, windows, shifts,
+            scale_about, convention,
         )
         for i, name in enumerate(names)
     ]
@@ -366,6 +452,8 @@ def tune_postprocessing(
         scale_about=scale_about,
         median_windows=[int(w) for w in windows],
         shift_range=[int(shifts[0]), int(shifts[-1])] if len(shifts) else [],
+        smoothing_alphas=[float(a) for a in grids.smoothing_alphas] if "exponential_smoothing" in steps else [],
+        inference=dict(inference) if inference else None,
         num_dev_recordings=len(golds),
         num_dev_frames=int(sum(len(g) for g in golds)),
     )

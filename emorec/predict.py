@@ -1,17 +1,20 @@
-"""``python -m emorec.predict EXPORT_DIR MEDIA --out preds.csv``: arousal and valence every 40 ms of a new wav or mp4.
+"""``emorec predict EXPORT_DIR MEDIA --out preds.csv``: arousal and valence every 40 ms of a new wav or mp4.
 
-    python -m emorec.predict export/ talk.mp4 --out talk.csv --plot talk.png
-    python -m emorec.predict export/ talk.wav --out talk.csv --stream --chunk-frames 25
-    python -m emorec.predict export/ talk.mp4 --out talk.csv --postprocess
+    emorec predict export/ talk.mp4 --out talk.csv --plot talk.png
+    emorec predict export/ talk.wav --out talk.csv --stream --chunk-frames 25
+    emorec predict export/ talk.mp4 --out talk.csv --postprocess
 
 The media goes through the same frame pipeline as the dataset build
 (:func:`emorec.recording.prepare_recording`: 16 kHz audio cut into 640-sample
 frames with the training data's normalisation, MTCNN face track, crops of the
 exported face size, JPEG round trip as in the TFRecords). Offline mode runs
-the exported SavedModel on the whole recording at once; ``--stream`` feeds it
-``--chunk-frames`` at a time through the streaming SavedModel, carrying the
-recurrent state (same numbers). ``--postprocess`` applies the run's tuned AVEC
-chain (``EXPORT_DIR/postprocess.json``). The CSV holds ``time, arousal,
+the exported SavedModel's ``serving_default`` on the whole recording at once;
+``--stream`` feeds ``--chunk-frames`` at a time through its ``step``
+signature, carrying the recurrent state (same numbers). ``--postprocess``
+applies the run's tuned chain (``EXPORT_DIR/postprocess.json``); a chain tuned
+on windowed predictions (the default evaluation window) is applied to
+predictions made the same way, so offline prediction then runs the training
+window's windows from a zero state, and ``--stream`` is refused. The CSV holds ``time, arousal,
 valence``, one row per 40 ms frame; ``time`` is the label time the frame's
 prediction stands for (the frame's end for label alignment ``end``).
 Unusable media (missing, no audio for an audio model, no video or no face for a
@@ -20,27 +23,25 @@ video model) prints ``error: ...`` naming the file and exits 2.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from emorec.errors import ConfigError, EmorecError, MediaError
-from emorec.export import EXPORT_JSON, OFFLINE_DIR, POSTPROCESS_FILE, STATES, STREAMING_DIR
+from emorec.errors import ConfigError, MediaError
+from emorec.export import STATES
+from emorec.rundir import ExportDir
 from emorec.schema import DEFAULT_FACE_SIZE
 from emorec.streaming import DEFAULT_CHUNK_FRAMES
 
 
 def read_export_info(export_dir) -> dict:
     """``EXPORT_DIR/export.json``; ConfigError naming it if absent or unreadable."""
-    path = Path(export_dir) / EXPORT_JSON
+    path = ExportDir(export_dir).info
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; EXPORT_DIR must be written by `python -m emorec.export`") from None
+        raise ConfigError(f"{path}: not found; EXPORT_DIR must be written by `emorec export`") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it: {exc}") from None
 
@@ -91,25 +92,54 @@ def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> d
     return arrays
 
 
-def run_offline(export_dir, inputs: dict) -> np.ndarray:
-    """The offline SavedModel on ``{name: (B, T, ...)}``; returns ``(B, T, 2)``."""
+def _load(export_dir):
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(Path(export_dir) / OFFLINE_DIR)).signatures["serving_default"]
-    out = serve(**{k: tf.constant(v, tf.float32) for k, v in inputs.items()})
+    path = ExportDir(export_dir).saved_model
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no SavedModel in this export directory")
+    return tf.saved_model.load(str(path))
+
+
+def _stack(out) -> np.ndarray:
     return np.stack([out["arousal"].numpy(), out["valence"].numpy()], axis=-1)
 
 
+def run_offline(export_dir, inputs: dict, window_frames: int | None = None) -> np.ndarray:
+    """The ``serving_default`` signature on ``{name: (B, T, ...)}``; returns ``(B, T, 2)``.
+
+    ``window_frames`` cuts the sequences into consecutive windows of that many
+    frames, each from a zero state (the way the default evaluation and the
+    post-processing tuned on it see a recording); None runs them whole.
+    """
+    import tensorflow as tf
+
+    serve = _load(export_dir).signatures["serving_default"]
+    first = next(iter(inputs.values()))
+    batch, total = first.shape[0], first.shape[1]
+    if window_frames is None:
+        return _stack(serve(**{k: tf.constant(v, tf.float32) for k, v in inputs.items()}))
+    count = -(-total // window_frames)
+    windows = {}
+    for k, v in inputs.items():
+        # Zero padding after the end cannot change earlier outputs: every part is causal per frame.
+        padded = np.zeros((batch, count * window_frames, *v.shape[2:]), np.float32)
+        padded[:, :total] = v
+        windows[k] = tf.constant(padded.reshape(batch * count, window_frames, *v.shape[2:]))
+    out = _stack(serve(**windows))
+    return out.reshape(batch, count * window_frames, -1)[:, :total]
+
+
 def run_streaming(export_dir, inputs: dict, chunk_frames: int = DEFAULT_CHUNK_FRAMES, states=None):
-    """The streaming SavedModel chunk by chunk with the state carried; returns ``((B, T, 2), final states)``."""
+    """The ``step`` signature chunk by chunk with the state carried; returns ``((B, T, 2), final states)``."""
     import tensorflow as tf
 
     if chunk_frames < 1:
         raise ConfigError(f"--chunk-frames must be a positive integer, got {chunk_frames}")
-    path = Path(export_dir) / STREAMING_DIR
-    if not path.is_dir():
-        raise ConfigError(f"{path}: no streaming SavedModel in this export (exported with --no-streaming?)")
-    loaded = tf.saved_model.load(str(path))
+    loaded = _load(export_dir)
+    if "step" not in loaded.signatures:
+        raise ConfigError(f"{ExportDir(export_dir).saved_model}: no streaming signature in this export "
+                          "(exported with --no-streaming, or the model has no recurrent state)")
     step = loaded.signatures["step"]
     first = next(iter(inputs.values()))
     batch, total = first.shape[0], first.shape[1]
@@ -120,7 +150,7 @@ def run_streaming(export_dir, inputs: dict, chunk_frames: int = DEFAULT_CHUNK_FR
         chunk = {k: tf.constant(v[:, start:start + chunk_frames], tf.float32) for k, v in inputs.items()}
         out = step(**chunk, states=states)
         states = out[STATES]
-        parts.append(np.stack([out["arousal"].numpy(), out["valence"].numpy()], axis=-1))
+        parts.append(_stack(out))
     return np.concatenate(parts, axis=1), states.numpy()
 
 
@@ -129,82 +159,68 @@ def predict_media(
     media,
     *,
     stream: bool = False,
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    chunk_frames: int | None = None,
     postprocess: bool = False,
     cache_dir=None,
     progress: bool = False,
 ) -> dict:
-    """Predict a wav/mp4; returns ``{"times" (N,), "predictions" (N, 2), "raw" (N, 2), "info"}``.
+    """Predict a wav/mp4.
 
-    ``predictions`` are post-processed when ``postprocess`` (``raw`` never is).
+    Args:
+        export_dir: a directory written by ``emorec export``.
+        media: the wav or video file.
+        stream: run chunk by chunk through the ``step`` signature.
+        chunk_frames: frames per chunk with ``stream`` (default 750).
+        postprocess: apply the export's tuned chain, predicting the way it was tuned.
+        cache_dir: the face-track cache.
+        progress: show progress bars.
+
+    Returns:
+        ``{"times" (N,), "predictions" (N, 2), "raw" (N, 2), "info", "mode"}``; ``predictions`` are
+        post-processed when ``postprocess`` (``raw`` never is); ``mode`` says how it was predicted.
+
+    Raises:
+        MediaError: unusable media; ConfigError: an unusable export or a post-processing chain tuned
+            on windowed predictions with ``stream``.
     """
     from emorec.evaluate import frame_times
 
-    export_dir = Path(export_dir)
-    info = read_export_info(export_dir)
-    params = None
+    export = ExportDir(export_dir)
+    info = read_export_info(export.path)
+    params, window = None, None
     if postprocess:
         from emorec.postprocess import PostprocessParams
 
-        path = export_dir / POSTPROCESS_FILE
-        if not path.is_file():
-            raise ConfigError(f"{path}: this export has no tuned post-processing (run emorec.evaluate "
-                              "--postprocess tune on dev before exporting)")
-        params = PostprocessParams.load(path)
+        if not export.postprocess.is_file():
+            raise ConfigError(f"{export.postprocess}: this export has no tuned post-processing (run emorec "
+                              "evaluate --postprocess tune on dev before exporting)")
+        params = PostprocessParams.load(export.postprocess)
+        window = (params.inference or {}).get("frames")
+        if window is not None and stream:
+            raise ConfigError(
+                f"{export.postprocess}: the post-processing was tuned on predictions of {window}-frame "
+                "windows from a zero state, which streaming cannot reproduce; predict without --stream, "
+                "or re-tune on whole recordings (emorec evaluate RUN --partition dev --postprocess tune "
+                "--eval-window whole) and export again"
+            )
     arrays = media_frames(media, info, cache_dir=cache_dir, progress=progress)
     inputs = {k: v[None] for k, v in arrays.items()}
     if stream:
-        raw = run_streaming(export_dir, inputs, chunk_frames)[0][0]
+        raw = run_streaming(export.path, inputs, chunk_frames or DEFAULT_CHUNK_FRAMES)[0][0]
+        mode = "streaming"
     else:
-        raw = run_offline(export_dir, inputs)[0]
+        raw = run_offline(export.path, inputs, window)[0]
+        mode = "whole" if window is None else f"windows of {window} frames"
     preds = raw
     if params is not None:
         from emorec.postprocess import apply_postprocessing
 
         preds = apply_postprocessing(params, {"media": raw})["media"]
     return {"times": frame_times(len(raw), info["label_alignment"]), "predictions": preds,
-            "raw": raw, "info": info}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m emorec.predict", description=__doc__.split("\n")[0])
-    parser.add_argument("export_dir", type=Path, help="directory written by python -m emorec.export")
-    parser.add_argument("media", type=Path, help="a wav (audio models) or mp4 file")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write (time, arousal, valence)")
-    parser.add_argument("--plot", type=Path, default=None, help="also write a PNG of the predictions")
-    parser.add_argument("--stream", action="store_true", help="run chunk by chunk through the streaming model")
-    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
-                        help=f"frames per chunk with --stream (default {DEFAULT_CHUNK_FRAMES})")
-    parser.add_argument("--postprocess", action="store_true", help="apply the export's tuned AVEC chain")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="face-track cache directory")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: exit 0 on success, 2 on unusable media or settings."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    try:
-        result = predict_media(
-            args.export_dir, args.media, stream=args.stream, chunk_frames=args.chunk_frames,
-            postprocess=args.postprocess, cache_dir=args.cache_dir, progress=not args.no_progress,
-        )
-    except (EmorecError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from emorec.evaluate import write_predictions_csv
-
-    write_predictions_csv(args.out, result["times"], result["predictions"], with_gold=False)
-    if args.plot is not None:
-        from emorec.plots import plot_recording
-
-        plot_recording(args.plot, result["times"], result["predictions"],
-                       title=f"{args.media.name} ({result['info']['model']})")
-    print(f"{len(result['times'])} frames of {args.media} -> {args.out}")
-    return 0
+            "raw": raw, "info": info, "mode": mode}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from emorec.cli import module_main
+
+    module_main("predict", "python -m emorec.predict")

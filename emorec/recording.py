@@ -1,6 +1,6 @@
 """One recording (audio and/or video and/or labels) turned into 40 ms frames, streaming.
 
-Shared by the TFRecord build (:mod:`tfrecords_tools.build`) and by
+Shared by the TFRecord build (:mod:`emorec.corpus.build`) and by
 prediction on new media. :func:`prepare_recording` counts the audio's samples
 and the video's frames, tracks the face (cached per video) and reconciles the
 lengths of the streams; :meth:`PreparedRecording.frames` then decodes the

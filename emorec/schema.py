@@ -21,6 +21,8 @@ import dataclasses
 
 import numpy as np
 
+from emorec.errors import DatasetError
+
 SCHEMA_VERSION = 1
 
 SAMPLE_RATE = 16_000
@@ -62,7 +64,7 @@ FL_VALENCE = "valence"
 FL_VALID = "valid"
 
 
-class SchemaError(ValueError):
+class SchemaError(DatasetError):
     """A record or manifest that does not follow this schema version."""
 
 

@@ -1,14 +1,14 @@
 """Streaming inference: one chunk of frames plus the recurrent state in, predictions plus the new state out.
 
 The offline models start every sequence from a zero state; their streaming
-twins (:func:`emorec.models.e2e.build_streaming_model`,
-:func:`emorec.models.ae_lstm.build_streaming_ae_lstm`) share every weight and
-take the state explicitly, packed as ``(batch, rows, units)`` (see
-:mod:`emorec.models.recurrent`). Because the per-frame CNNs look at one frame
-at a time and the LSTMs are causal, feeding a recording chunk by chunk with
-the state carried over reproduces the offline output on the whole recording;
-:func:`run_chunked` does exactly that, and is also how long recordings are
-evaluated without holding every frame's activations at once.
+twins (:func:`build_streaming`, the ``emotion`` output of
+:func:`emorec.models.twin.state_twin`) share every weight and take the state
+explicitly, packed as ``(batch, rows, units)`` (see :mod:`emorec.models.twin`).
+Because the per-frame CNNs look at one frame at a time and the LSTMs are
+causal, feeding a recording chunk by chunk with the state carried over
+reproduces the offline output on the whole recording; :func:`run_chunked`
+does exactly that, and is also how long recordings are evaluated without
+holding every frame's activations at once.
 """
 
 from __future__ import annotations
@@ -17,33 +17,19 @@ import keras
 import numpy as np
 
 from emorec.errors import ConfigError
+from emorec.models.twin import STATES, state_twin
 
-STATES = "states"
 EMOTION = "emotion"
 DEFAULT_CHUNK_FRAMES = 750  # 30 s: long enough to amortise the call, short enough for ResNet-50 memory
 
 
-def _layer_names(model: keras.Model) -> set[str]:
-    return {layer.name for layer in model.layers}
-
-
 def build_streaming(model: keras.Model) -> keras.Model:
-    """The streaming twin of an offline model: ``{inputs chunk, "states"}`` → ``{"emotion", "states"}``."""
-    names = _layer_names(model)
-    if {"features", "recurrent"} <= names:
-        from emorec.models.e2e import build_streaming_model
+    """The streaming twin of an offline model: ``{inputs chunk, "states"}`` → ``{"emotion", "states"}``.
 
-        return build_streaming_model(model)
-    if "recurrent" in names or {"recurrent_video", "recurrent_audio"} <= names:
-        try:
-            from emorec.models.ae_lstm import build_streaming_ae_lstm
-        except ImportError as exc:  # pragma: no cover - the module ships with emorec
-            raise ConfigError(f"model {model.name}: ae_lstm streaming builder unavailable ({exc})") from exc
-        return build_streaming_ae_lstm(model)
-    raise ConfigError(
-        f"model {model.name}: no recurrent head with explicit states (layer 'recurrent'), "
-        "so it has no streaming form"
-    )
+    Raises:
+        ConfigError: the model has no recurrent head (so no streaming form).
+    """
+    return state_twin(model, outputs=(EMOTION,), name=f"{model.name}_streaming")
 
 
 def input_names(model: keras.Model) -> list[str]:

@@ -43,29 +43,64 @@ chunk with the states carried over gives the offline outputs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
-from emorec.errors import ConfigError
-from emorec.models.audio_ae import AUDIO_AE_DEFAULTS, build_audio_decoder, build_audio_encoder
-from emorec.models.face_ae import FACE_AE_DEFAULTS, FACE_CHANNELS, face_ae_from_config
+from emorec.config.base import FieldError, Section, number, positive_int, setting
+from emorec.config.sections import ModelConfig
+from emorec.models.audio_ae import AudioAEOptions, build_audio_decoder, build_audio_encoder
+from emorec.models.face_ae import FACE_CHANNELS, FaceAEOptions, LeakyOptions, face_ae_from_config
 from emorec.models.recurrent import RecurrentHead
 from emorec.models.registry import register_model
 from emorec.models.time_fold import FoldTime, UnfoldTime
-from emorec.objectives import joint_objective
+from emorec.objectives import JointLossConfig, joint_objective
 from emorec.schema import FRAME_SAMPLES
 
-LSTM_DEFAULTS = {"lstm_units": 512, "lstm_layers": 2, "forget_bias": 1.0}
-_SHARED = {"leaky_slope": FACE_AE_DEFAULTS["leaky_slope"]}
-_FACE = {k: v for k, v in FACE_AE_DEFAULTS.items() if k not in _SHARED}
-_BIMODAL = {**_FACE, **AUDIO_AE_DEFAULTS, **_SHARED, **LSTM_DEFAULTS}
+
+@dataclasses.dataclass(frozen=True)
+class AELSTMHeadOptions(Section):
+    """The 2 x 512 LSTM of Nguyen et al. (``keras.layers.LSTM``)."""
+
+    lstm_units: int = setting(512, positive_int)
+    lstm_layers: int = setting(2, positive_int)
+    forget_bias: float = setting(1.0, number, doc="0 or 1 (keras.layers.LSTM)")
+
+    def check(self) -> None:
+        """Keras' LSTM takes a forget bias of 0 or 1 only."""
+        super().check()
+        if self.forget_bias not in (0.0, 1.0):
+            raise FieldError("forget_bias", f"must be 0 or 1 for keras.layers.LSTM, got {self.forget_bias}")
+
 
 # The one place the model defaults live; train/NAME.yaml's `model:` mirrors them (tested).
-DEFAULTS = {
-    "ae_lstm": dict(_BIMODAL),
-    "ae_lstm_video": {**_FACE, **_SHARED, **LSTM_DEFAULTS},
-    "ae_lstm_audio": {**AUDIO_AE_DEFAULTS, **_SHARED, **LSTM_DEFAULTS},
-    "conv_lstm": dict(_BIMODAL),
-    "ae_2slstm": dict(_BIMODAL),
+@dataclasses.dataclass(frozen=True)
+class AELSTMConfig(ModelConfig, FaceAEOptions, AudioAEOptions, LeakyOptions, AELSTMHeadOptions):
+    """``ae_lstm``, ``conv_lstm`` and ``ae_2slstm``: both auto-encoders and the LSTM head."""
+
+    NAMES = ("ae_lstm", "conv_lstm", "ae_2slstm")
+
+
+@dataclasses.dataclass(frozen=True)
+class AELSTMVideoConfig(ModelConfig, FaceAEOptions, LeakyOptions, AELSTMHeadOptions):
+    """``ae_lstm_video``: the face auto-encoder and the LSTM head."""
+
+    NAMES = ("ae_lstm_video",)
+
+
+@dataclasses.dataclass(frozen=True)
+class AELSTMAudioConfig(ModelConfig, AudioAEOptions, LeakyOptions, AELSTMHeadOptions):
+    """``ae_lstm_audio``: the audio auto-encoder and the LSTM head."""
+
+    NAMES = ("ae_lstm_audio",)
+
+
+CONFIG_CLASSES = {
+    "ae_lstm": AELSTMConfig,
+    "ae_lstm_video": AELSTMVideoConfig,
+    "ae_lstm_audio": AELSTMAudioConfig,
+    "conv_lstm": AELSTMConfig,
+    "ae_2slstm": AELSTMConfig,
 }
 # (modalities, decoders, two-stream) per name.
 VARIANTS = {
@@ -78,32 +113,10 @@ VARIANTS = {
 STATES = "states"
 
 
-def resolve_model_config(name: str, config: dict) -> dict:
-    """The builder defaults of ``name`` updated by ``config`` (its ``name`` key ignored); ConfigError on unknown keys."""
-    defaults = DEFAULTS[name]
-    given = {k: v for k, v in dict(config).items() if k != "name"}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"model {name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(defaults)})"
-        )
-    resolved = {**defaults, **given}
-    if "face_size" in resolved and resolved["face_size"] % 4:
-        raise ConfigError(f"model {name}: face_size must be a multiple of 4, got {resolved['face_size']}")
-    if resolved.get("audio_pool", "channels") not in ("channels", "time"):
-        raise ConfigError(f"model {name}: audio_pool must be channels or time, got {resolved['audio_pool']!r}")
-    latent = resolved.get("audio_latent")
-    if latent is not None and (isinstance(latent, bool) or not isinstance(latent, int) or latent < 1):
-        raise ConfigError(f"model {name}: audio_latent must be null or a positive integer, got {latent!r}")
-    if float(resolved["forget_bias"]) not in (0.0, 1.0):
-        raise ConfigError(f"model {name}: forget_bias must be 0 or 1 for keras.layers.LSTM")
-    return resolved
-
-
-def _head(config: dict, name: str) -> RecurrentHead:
+def _head(config: AELSTMHeadOptions, name: str) -> RecurrentHead:
     return RecurrentHead(
-        int(config["lstm_units"]), int(config["lstm_layers"]), cell="keras",
-        cell_clip=None, forget_bias=float(config["forget_bias"]), name=name,
+        config.lstm_units, config.lstm_layers, cell="keras",
+        cell_clip=None, forget_bias=config.forget_bias, name=name,
     )
 
 
@@ -123,12 +136,12 @@ def _per_frame(network, x, name):
     return code, UnfoldTime(name=f"{name}_unfold")([code, x])
 
 
-def build(name: str, config: dict) -> keras.Model:
-    """Build the registered variant ``name`` from its ``model`` config section."""
-    config = resolve_model_config(name, config)
+def build(name: str, config) -> keras.Model:
+    """Build the registered variant ``name`` from its ``model`` config (a mapping or its config class)."""
+    config = CONFIG_CLASSES[name].for_model(name, config)
     modalities, decoders, two_stream = VARIANTS[name]
-    inputs = _inputs(modalities, config.get("face_size"))
-    slope = float(config["leaky_slope"])
+    inputs = _inputs(modalities, getattr(config, "face_size", None))
+    slope = config.leaky_slope
     codes, outputs = {}, {}
     if "video" in inputs:
         encoder, decoder = face_ae_from_config(config)
@@ -200,11 +213,12 @@ def build_streaming_ae_lstm(offline: keras.Model) -> keras.Model:
 def _register(name: str, description: str) -> None:
     modalities = VARIANTS[name][0]
 
-    def builder(config: dict) -> keras.Model:
+    def builder(config) -> keras.Model:
         return build(name, config)
 
     builder.__doc__ = f"Build ``{name}``: {description}"
-    register_model(name, modalities=modalities, objective=joint_objective, description=description)(builder)
+    register_model(name, modalities=modalities, config_class=CONFIG_CLASSES[name], objective=joint_objective,
+                   loss_config_class=JointLossConfig, description=description)(builder)
 
 
 _register("ae_lstm", "Nguyen et al. 2D1DConv-AE-LSTM: face and audio auto-encoders, fused codes, 2 x 512 LSTM")

@@ -35,14 +35,17 @@ because the waveform (raw or normalised per recording) is not bounded.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
+from emorec.config.base import choice, optional, positive_int, setting
 from emorec.models.speech import (
     CHANNEL_POOL,
-    SPEECH_DEFAULTS,
     SPEECH_FEATURES,
     SPEECH_FILTERS,
     TIME_POOL,
+    SpeechLayerOptions,
     speech_cnn_from_config,
 )
 from emorec.schema import FRAME_SAMPLES
@@ -51,11 +54,15 @@ AUDIO_POOLS = ("channels", "time")
 DECONV1_TAPS = 20
 DECONV2_TAPS = 40
 
-AUDIO_AE_DEFAULTS = {
-    **{k: v for k, v in SPEECH_DEFAULTS.items() if k != "audio_variant"},
-    "audio_pool": "channels",
-    "audio_latent": None,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioAEOptions(SpeechLayerOptions):
+    """Settings of the audio auto-encoder: the speech CNN's layers, its pooling and its code."""
+
+    audio_pool: str = setting("channels", choice(*AUDIO_POOLS), doc="channels (Tzirakis code) | time (Table II)")
+    audio_latent: int | None = setting(None, optional(positive_int),
+                                       doc="null = the 1280 pooled features (the text) | 640 (Table II)")
 
 
 def pooled_shape(pool: str) -> tuple[int, int]:
@@ -68,38 +75,38 @@ def pooled_shape(pool: str) -> tuple[int, int]:
     raise ValueError(f"audio_pool must be one of {AUDIO_POOLS}, got {pool!r}")
 
 
-def audio_latent_size(config: dict) -> int:
+def audio_latent_size(config: AudioAEOptions) -> int:
     """Width of the audio code: ``audio_latent`` or the 1280 pooled conv features."""
-    return int(config["audio_latent"] or SPEECH_FEATURES)
+    return int(config.audio_latent or SPEECH_FEATURES)
 
 
-def build_audio_encoder(config: dict, *, slope: float, name: str = "audio_encoder") -> keras.Model:
+def build_audio_encoder(config: AudioAEOptions, *, slope: float, name: str = "audio_encoder") -> keras.Model:
     """``(640,)`` frame → ``(audio_latent,)`` code, on the speech CNN of :mod:`emorec.models.speech`."""
-    pooled_shape(config["audio_pool"])
-    cnn = speech_cnn_from_config({**config, "audio_variant": "code"})
-    if config["audio_pool"] == "channels":
+    pooled_shape(config.audio_pool)
+    cnn = speech_cnn_from_config(config, variant="code")
+    if config.audio_pool == "channels":
         features = cnn.output
     else:
         # Same convolutions (same layers), Table II's time pooling in place of the channel pooling.
         conv = cnn.get_layer("conv2_relu").output
         pooled = keras.layers.MaxPooling1D(CHANNEL_POOL, name="time_pool_10")(conv)
         features = keras.layers.Flatten(name="flatten_time_pool")(pooled)
-    if config["audio_latent"]:
-        features = keras.layers.Dense(int(config["audio_latent"]), name="fc_latent")(features)
+    if config.audio_latent:
+        features = keras.layers.Dense(config.audio_latent, name="fc_latent")(features)
         features = keras.layers.LeakyReLU(slope, name="fc_latent_lrelu")(features)
     return keras.Model(cnn.input, features, name=name)
 
 
-def build_audio_decoder(config: dict, *, slope: float, name: str = "audio_decoder") -> keras.Model:
+def build_audio_decoder(config: AudioAEOptions, *, slope: float, name: str = "audio_decoder") -> keras.Model:
     """``(audio_latent,)`` code → ``(640,)`` reconstructed frame (linear output)."""
-    steps, channels = pooled_shape(config["audio_pool"])
+    steps, channels = pooled_shape(config.audio_pool)
     inputs = keras.Input((audio_latent_size(config),), name="code")
     x = inputs
-    if config["audio_latent"]:
+    if config.audio_latent:
         x = keras.layers.Dense(SPEECH_FEATURES, name="fc_expand")(x)
         x = keras.layers.LeakyReLU(slope, name="fc_expand_lrelu")(x)
     x = keras.layers.Reshape((steps, channels), name="to_signal")(x)
-    if config["audio_pool"] == "time":
+    if config.audio_pool == "time":
         x = keras.layers.UpSampling1D(CHANNEL_POOL, name="upsample_time_10")(x)
     x = keras.layers.Conv1DTranspose(SPEECH_FILTERS, DECONV1_TAPS, padding="same", name="deconv1")(x)
     x = keras.layers.LeakyReLU(slope, name="deconv1_lrelu")(x)

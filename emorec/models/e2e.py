@@ -16,30 +16,27 @@ on its moving statistics, the speech input dropout left out), so
 that only the recurrent part trains, as the paper did; ``init_av`` copies the
 CNNs from a trained ``e2e_av``.
 
-Streaming: :func:`build_streaming_model` returns a model sharing every weight
-with the offline one that maps ``(inputs chunk, states)`` to ``{"emotion",
-"states"}``; :func:`build_streaming_head` does the same from features. The
-state layout is documented in :mod:`emorec.models.recurrent`.
+Streaming and stateful training use the model's state twin
+(:func:`emorec.models.twin.state_twin`), which shares every weight; the state
+layout is documented in :mod:`emorec.models.recurrent`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
-import numpy as np
 
+from emorec.config.base import Section, boolean, optional, setting, text
+from emorec.config.sections import ModelConfig
 from emorec.errors import ConfigError
-from emorec.models.geometry import GEOMETRY_DEFAULTS, ProcrustesAlign
-from emorec.models.recurrent import (
-    RECURRENT_CHOICES,
-    RECURRENT_DEFAULTS,
-    recurrent_head_from_config,
-)
+from emorec.models.geometry import GeometryOptions, ProcrustesAlign
+from emorec.models.recurrent import RecurrentOptions, recurrent_head_from_config
 from emorec.models.registry import build_model, register_model
-from emorec.models.speech import AUDIO_VARIANTS, SPEECH_DEFAULTS, speech_cnn_from_config
+from emorec.models.speech import SpeechOptions, speech_cnn_from_config
 from emorec.models.time_fold import FoldTime, UnfoldTime
-from emorec.models.visual import INPUT_NORMS, VISUAL_DEFAULTS, visual_cnn_from_config
+from emorec.models.visual import VisualOptions, visual_cnn_from_config
 from emorec.schema import FRAME_SAMPLES, NUM_LANDMARKS
 
 FEATURES_LAYER = "features"
@@ -47,76 +44,56 @@ HEAD_LAYER = "recurrent"
 SPEECH_CNN = "speech_cnn"
 VISUAL_CNN = "visual_cnn"
 
-_AV_INIT_DEFAULTS = {
-    "init_audio": None,  # trained e2e_audio (.keras, or .weights.h5 built from this config)
-    "init_video": None,  # trained e2e_video
+
+@dataclasses.dataclass(frozen=True)
+class AVInitOptions(Section):
+    """Trained unimodal models whose CNNs initialise a multimodal one (the paper's recipe)."""
+
+    init_audio: str | None = setting(None, optional(text),
+                                     doc="trained e2e_audio (.keras, or .weights.h5 built from this config)")
+    init_video: str | None = setting(None, optional(text), doc="trained e2e_video")
+
+
+# The one place the model defaults live; train/NAME.yaml's `model:` mirrors them (tested).
+@dataclasses.dataclass(frozen=True)
+class E2EAudioConfig(ModelConfig, SpeechOptions, RecurrentOptions):
+    """``e2e_audio``: speech CNN + recurrent head."""
+
+    NAMES = ("e2e_audio",)
+
+
+@dataclasses.dataclass(frozen=True)
+class E2EVideoConfig(ModelConfig, VisualOptions, RecurrentOptions):
+    """``e2e_video``: ResNet-50 + recurrent head."""
+
+    NAMES = ("e2e_video",)
+
+
+@dataclasses.dataclass(frozen=True)
+class E2EAVConfig(ModelConfig, SpeechOptions, VisualOptions, RecurrentOptions, AVInitOptions):
+    """``e2e_av``: both CNNs (optionally initialised from unimodal runs) + recurrent head."""
+
+    NAMES = ("e2e_av",)
+
+
+@dataclasses.dataclass(frozen=True)
+class E2EAVGeometricConfig(ModelConfig, SpeechOptions, VisualOptions, RecurrentOptions, GeometryOptions,
+                           AVInitOptions):
+    """``e2e_av_geometric``: ``e2e_av`` + Procrustes-aligned landmarks; CNNs frozen by default."""
+
+    NAMES = ("e2e_av_geometric",)
+
+    freeze_cnns: bool = setting(True, boolean, doc="only the recurrent part trains (Table VI)")
+    init_av: str | None = setting(None, optional(text),
+                                  doc="trained e2e_av: both CNNs from it (applied after init_audio/video)")
+
+
+CONFIG_CLASSES = {
+    "e2e_audio": E2EAudioConfig,
+    "e2e_video": E2EVideoConfig,
+    "e2e_av": E2EAVConfig,
+    "e2e_av_geometric": E2EAVGeometricConfig,
 }
-
-DEFAULTS = {
-    "e2e_audio": {**SPEECH_DEFAULTS, **RECURRENT_DEFAULTS},
-    "e2e_video": {**VISUAL_DEFAULTS, **RECURRENT_DEFAULTS},
-    "e2e_av": {**SPEECH_DEFAULTS, **VISUAL_DEFAULTS, **RECURRENT_DEFAULTS, **_AV_INIT_DEFAULTS},
-    "e2e_av_geometric": {
-        **SPEECH_DEFAULTS,
-        **VISUAL_DEFAULTS,
-        **RECURRENT_DEFAULTS,
-        **GEOMETRY_DEFAULTS,
-        "freeze_cnns": True,
-        **_AV_INIT_DEFAULTS,
-        "init_av": None,  # trained e2e_av: both CNNs from it (applied after init_audio/video)
-    },
-}
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-def _choice(cfg, key, choices, model_name):
-    if cfg[key] not in choices:
-        raise ConfigError(
-            f"model {model_name}: {key} must be one of {', '.join(map(str, choices))}, "
-            f"got {cfg[key]!r}"
-        )
-
-
-def resolve_config(model_name: str, config: dict | None) -> dict:
-    """Fill the documented defaults into a ``model:`` config section and validate it."""
-    defaults = DEFAULTS[model_name]
-    config = dict(config or {})
-    name = config.pop("name", model_name)
-    if name != model_name:
-        raise ConfigError(f"model config names {name!r} but is used to build {model_name!r}")
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"model {model_name}: unknown config key(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(defaults))}"
-        )
-    cfg = {**defaults, **config}
-    if "audio_variant" in cfg:
-        _choice(cfg, "audio_variant", AUDIO_VARIANTS, model_name)
-        if not 0.0 <= float(cfg["audio_dropout"]) < 1.0:
-            raise ConfigError(f"model {model_name}: audio_dropout must be in [0, 1)")
-    if "input_norm" in cfg:
-        _choice(cfg, "input_norm", INPUT_NORMS, model_name)
-        if int(cfg["face_size"]) < 32:
-            raise ConfigError(f"model {model_name}: face_size must be at least 32 for ResNet-50")
-    _choice(cfg, "recurrent", RECURRENT_CHOICES, model_name)
-    for key in ("lstm_units", "lstm_layers"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"model {model_name}: {key} must be a positive integer")
-    if cfg["recurrent"] == "keras" and float(cfg["forget_bias"]) not in (0.0, 1.0):
-        raise ConfigError(
-            f"model {model_name}: recurrent: keras supports forget_bias 0 or 1 only"
-        )
-    if "mean_shape" in cfg:
-        shape = np.asarray(cfg["mean_shape"], dtype=float)
-        if shape.shape != (NUM_LANDMARKS, 2):
-            raise ConfigError(
-                f"model {model_name}: mean_shape must be {NUM_LANDMARKS} [x, y] pairs, "
-                f"got shape {shape.shape}"
-            )
-    return cfg
 
 
 # -- building blocks --------------------------------------------------------------------------
@@ -128,10 +105,10 @@ def _audio_branch(cfg, frozen: bool):
         # A functional model passes its own `training` flag to every layer, so
         # a frozen extractor drops its (weightless) input dropout instead; its
         # batch norm follows `trainable = False` into inference mode.
-        cfg = {**cfg, "audio_dropout": 0.0}
+        cfg = dataclasses.replace(cfg, audio_dropout=0.0)
     cnn = speech_cnn_from_config(cfg)
     cnn.trainable = not frozen
-    if cfg["audio_variant"] == "code":
+    if cfg.audio_variant == "code":
         folded = cnn(FoldTime(name="fold_audio")(audio))
         features = UnfoldTime(name="unfold_audio")([folded, audio])
     else:
@@ -140,7 +117,7 @@ def _audio_branch(cfg, frozen: bool):
 
 
 def _video_branch(cfg, frozen: bool):
-    size = int(cfg["face_size"])
+    size = cfg.face_size
     video = keras.Input((None, size, size, 3), name="video")
     cnn = visual_cnn_from_config(cfg)
     cnn.trainable = not frozen  # frozen batch norm runs on its moving statistics
@@ -148,7 +125,7 @@ def _video_branch(cfg, frozen: bool):
     return video, UnfoldTime(name="unfold_video")([folded, video])
 
 
-def _assemble(model_name: str, cfg: dict, inputs: dict, parts: list) -> keras.Model:
+def _assemble(model_name: str, cfg, inputs: dict, parts: list) -> keras.Model:
     if len(parts) == 1:
         features = keras.layers.Identity(name=FEATURES_LAYER)(parts[0])
     else:
@@ -163,11 +140,12 @@ def _assemble(model_name: str, cfg: dict, inputs: dict, parts: list) -> keras.Mo
 @register_model(
     "e2e_audio",
     modalities=("audio",),
+    config_class=CONFIG_CLASSES["e2e_audio"],
     description="Tzirakis et al. speech CNN (1280 per 40 ms frame) + 2x256 peephole LSTM",
 )
-def build_e2e_audio(config: dict) -> keras.Model:
+def build_e2e_audio(config) -> keras.Model:
     """Speech network: raw audio ``(B, T, 640)`` → emotion ``(B, T, 2)``."""
-    cfg = resolve_config("e2e_audio", config)
+    cfg = E2EAudioConfig.for_model("e2e_audio", config)
     audio, features = _audio_branch(cfg, frozen=False)
     return _assemble("e2e_audio", cfg, {"audio": audio}, [features])
 
@@ -175,11 +153,12 @@ def build_e2e_audio(config: dict) -> keras.Model:
 @register_model(
     "e2e_video",
     modalities=("video",),
+    config_class=CONFIG_CLASSES["e2e_video"],
     description="Tzirakis et al. ResNet-50 on 96x96 faces (2048 per frame) + 2x256 peephole LSTM",
 )
-def build_e2e_video(config: dict) -> keras.Model:
+def build_e2e_video(config) -> keras.Model:
     """Visual network: faces ``(B, T, S, S, 3)`` in [0, 1] → emotion ``(B, T, 2)``."""
-    cfg = resolve_config("e2e_video", config)
+    cfg = E2EVideoConfig.for_model("e2e_video", config)
     video, features = _video_branch(cfg, frozen=False)
     return _assemble("e2e_video", cfg, {"video": video}, [features])
 
@@ -187,11 +166,12 @@ def build_e2e_video(config: dict) -> keras.Model:
 @register_model(
     "e2e_av",
     modalities=("audio", "video"),
+    config_class=CONFIG_CLASSES["e2e_av"],
     description="Tzirakis et al. multimodal: speech CNN + ResNet-50 (3328 per frame) + 2x256 LSTM",
 )
-def build_e2e_av(config: dict) -> keras.Model:
+def build_e2e_av(config) -> keras.Model:
     """Multimodal network; CNNs optionally initialised from ``init_audio`` / ``init_video``."""
-    cfg = resolve_config("e2e_av", config)
+    cfg = E2EAVConfig.for_model("e2e_av", config)
     audio, audio_features = _audio_branch(cfg, frozen=False)
     video, video_features = _video_branch(cfg, frozen=False)
     model = _assemble(
@@ -204,16 +184,17 @@ def build_e2e_av(config: dict) -> keras.Model:
 @register_model(
     "e2e_av_geometric",
     modalities=("audio", "video"),
+    config_class=CONFIG_CLASSES["e2e_av_geometric"],
     description="e2e_av + 10 Procrustes-aligned landmark coordinates; CNNs frozen (Table VI)",
 )
-def build_e2e_av_geometric(config: dict) -> keras.Model:
+def build_e2e_av_geometric(config) -> keras.Model:
     """Table VI variant: ``e2e_av`` features + aligned landmarks, only the LSTMs train by default."""
-    cfg = resolve_config("e2e_av_geometric", config)
-    frozen = bool(cfg["freeze_cnns"])
+    cfg = E2EAVGeometricConfig.for_model("e2e_av_geometric", config)
+    frozen = cfg.freeze_cnns
     audio, audio_features = _audio_branch(cfg, frozen=frozen)
     video, video_features = _video_branch(cfg, frozen=frozen)
     landmarks = keras.Input((None, NUM_LANDMARKS, 2), name="landmarks")
-    geometric = ProcrustesAlign(cfg["mean_shape"], name="procrustes")(landmarks)
+    geometric = ProcrustesAlign([list(p) for p in cfg.mean_shape], name="procrustes")(landmarks)
     model = _assemble(
         "e2e_av_geometric",
         cfg,
@@ -254,12 +235,13 @@ def copy_submodel_weights(target: keras.Model, source: keras.Model, names) -> No
             d.assign(s)
 
 
-def load_trained_model(source, model_name: str, config: dict | None = None) -> keras.Model:
+def load_trained_model(source, model_name: str, config=None) -> keras.Model:
     """Return a trained model given as a model object, a ``.keras`` file or a ``.weights.h5`` file.
 
-    A ``.weights.h5`` file is loaded into ``build_model(model_name, config)``
-    with ``config`` restricted to that model's keys (its architecture
-    settings must match the ones the file was saved with).
+    A ``.weights.h5`` file is loaded into ``build_model(model_name, ...)``
+    built from the settings of ``config`` (another e2e model's config) that
+    ``model_name`` also has (its architecture settings must match the ones the
+    file was saved with).
     """
     if isinstance(source, keras.Model):
         return source
@@ -270,10 +252,9 @@ def load_trained_model(source, model_name: str, config: dict | None = None) -> k
         if path.name.endswith(".keras"):
             return keras.saving.load_model(str(path), compile=False)
         if path.name.endswith(".weights.h5"):
-            keys = DEFAULTS[model_name]
-            sub_config = {k: v for k, v in (config or {}).items() if k in keys}
-            sub_config.pop("visual_weights", None)
-            model = build_model(model_name, sub_config)
+            given = config.to_dict() if isinstance(config, Section) else dict(config or {})
+            keys = set(CONFIG_CLASSES[model_name].keys()) - {"name", "visual_weights"}
+            model = build_model(model_name, {k: v for k, v in given.items() if k in keys})
             model.load_weights(str(path))
             return model
     except ConfigError:
@@ -283,9 +264,7 @@ def load_trained_model(source, model_name: str, config: dict | None = None) -> k
     raise ConfigError(f"{path}: expected a .keras model or a .weights.h5 file")
 
 
-def init_from_unimodal(
-    av_model: keras.Model, audio_model=None, video_model=None, *, config: dict | None = None
-) -> keras.Model:
+def init_from_unimodal(av_model: keras.Model, audio_model=None, video_model=None, *, config=None) -> keras.Model:
     """Copy the CNNs of trained unimodal models into ``av_model``, leaving its LSTMs as they are.
 
     ``speech_cnn`` comes from a trained ``e2e_audio`` and ``visual_cnn`` from
@@ -297,9 +276,7 @@ def init_from_unimodal(
     return av_model
 
 
-def init_from_trained(
-    target: keras.Model, source, source_name: str, names, *, config: dict | None = None
-) -> None:
+def init_from_trained(target: keras.Model, source, source_name: str, names, *, config=None) -> None:
     """Copy the sub-models ``names`` from a trained ``source_name`` model (object or file); no-op for ``None``."""
     if source is None:
         return
@@ -312,57 +289,6 @@ def init_from_trained(
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def _apply_init_keys(model: keras.Model, cfg: dict) -> None:
-    init_from_unimodal(model, cfg["init_audio"], cfg["init_video"], config=cfg)
-    init_from_trained(model, cfg.get("init_av"), "e2e_av", [SPEECH_CNN, VISUAL_CNN], config=cfg)
-
-
-# -- streaming --------------------------------------------------------------------------------
-
-
-def feature_model(model: keras.Model) -> keras.Model:
-    """The part of an e2e model up to its ``features`` layer (shares weights)."""
-    return keras.Model(model.input, model.get_layer(FEATURES_LAYER).output, name="features_of")
-
-
-def zero_states(model: keras.Model, batch_size: int) -> np.ndarray:
-    """All-zero packed states ``(batch, 2 · layers, units)`` for the start of a recording."""
-    head = model.get_layer(HEAD_LAYER)
-    return np.zeros((batch_size, *head.state_shape), dtype=np.float32)
-
-
-def build_streaming_head(model: keras.Model) -> keras.Model:
-    """``{"features": (B, T, D), "states"}`` → ``{"emotion", "states"}``, sharing the head."""
-    head = model.get_layer(HEAD_LAYER)
-    dim = model.get_layer(FEATURES_LAYER).output.shape[-1]
-    features = keras.Input((None, dim), name="features")
-    states = keras.Input(head.state_shape, name="states")
-    emotion, new_states = head(features, initial_states=states)
-    return keras.Model(
-        {"features": features, "states": states},
-        {"emotion": emotion, "states": new_states},
-        name=f"{model.name}_streaming_head",
-    )
-
-
-def build_streaming_model(model: keras.Model) -> keras.Model:
-    """``{model inputs chunk (B, T, ...), "states"}`` → ``{"emotion", "states"}``, sharing weights.
-
-    Feeding consecutive chunks of a recording with the returned states gives
-    the offline model's output on the whole recording (exact for the per-frame
-    CNNs; ``audio_variant: paper`` convolves across frames, so it differs near
-    chunk edges).
-    """
-    head = model.get_layer(HEAD_LAYER)
-    extractor = feature_model(model)
-    inputs = {
-        key: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=key)
-        for key, tensor in model.input.items()
-    }
-    states = keras.Input(head.state_shape, name="states")
-    emotion, new_states = head(extractor(inputs), initial_states=states)
-    return keras.Model(
-        {**inputs, "states": states},
-        {"emotion": emotion, "states": new_states},
-        name=f"{model.name}_streaming",
-    )
+def _apply_init_keys(model: keras.Model, cfg) -> None:
+    init_from_unimodal(model, cfg.init_audio, cfg.init_video, config=cfg)
+    init_from_trained(model, getattr(cfg, "init_av", None), "e2e_av", [SPEECH_CNN, VISUAL_CNN], config=cfg)

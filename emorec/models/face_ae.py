@@ -34,8 +34,11 @@ decoder cannot waste capacity on values no pixel can take.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
+from emorec.config.base import FieldError, Section, fraction, positive_int, setting
 from emorec.schema import DEFAULT_FACE_SIZE
 
 FACE_CHANNELS = 3
@@ -45,11 +48,28 @@ ENCODER_BLOCKS = ((8, 16), (16, 32))
 DECODER_BLOCKS = ((16, 16), (8, FACE_CHANNELS))
 DOWNSAMPLING = 4  # two stride-2 blocks
 
-FACE_AE_DEFAULTS = {
-    "face_size": DEFAULT_FACE_SIZE,
-    "face_latent": 2048,
-    "leaky_slope": 0.2,
-}
+
+
+def _face_size(key: str, value):
+    value = positive_int(key, value)
+    if value % DOWNSAMPLING:
+        raise FieldError(key, f"must be a multiple of {DOWNSAMPLING}, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyOptions(Section):
+    """The LeakyReLU slope of the auto-encoders (TF 1's leaky_relu default; the paper gives none)."""
+
+    leaky_slope: float = setting(0.2, fraction())
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceAEOptions(Section):
+    """Settings of the face auto-encoder."""
+
+    face_size: int = setting(DEFAULT_FACE_SIZE, _face_size)
+    face_latent: int = setting(2048, positive_int, doc="FC 18432 -> 2048 (Table I)")
 
 
 def face_feature_shape(face_size: int) -> tuple[int, int, int]:
@@ -112,8 +132,7 @@ def build_face_decoder(*, face_size: int, latent: int, slope: float, name: str =
     return keras.Model(inputs, x, name=name)
 
 
-def face_ae_from_config(config: dict) -> tuple[keras.Model, keras.Model]:
-    """``(encoder, decoder)`` from a resolved model config (keys of :data:`FACE_AE_DEFAULTS`)."""
-    kwargs = dict(face_size=int(config["face_size"]), latent=int(config["face_latent"]),
-                  slope=float(config["leaky_slope"]))
+def face_ae_from_config(config) -> tuple[keras.Model, keras.Model]:
+    """``(encoder, decoder)`` from a model config with :class:`FaceAEOptions` and :class:`LeakyOptions`."""
+    kwargs = dict(face_size=config.face_size, latent=config.face_latent, slope=config.leaky_slope)
     return build_face_encoder(**kwargs), build_face_decoder(**kwargs)

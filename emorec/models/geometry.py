@@ -17,10 +17,13 @@ model config's ``mean_shape``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import ops
 
+from emorec.config.base import FieldError, Section, setting
 from emorec.schema import NUM_LANDMARKS
 
 GEOMETRIC_FEATURES = NUM_LANDMARKS * 2
@@ -36,7 +39,22 @@ TEMPLATE_SHAPE = [
     [0.63, 0.82],
 ]
 
-GEOMETRY_DEFAULTS = {"mean_shape": TEMPLATE_SHAPE}
+
+
+def _mean_shape(key: str, value):
+    try:
+        shape = _check_mean_shape(value)
+    except (ValueError, TypeError) as exc:
+        raise FieldError(key, str(exc).removeprefix("mean_shape ")) from None
+    return tuple(tuple(float(v) for v in point) for point in shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeometryOptions(Section):
+    """The mean shape the landmarks are aligned to."""
+
+    mean_shape: tuple = setting(default_factory=lambda: tuple(map(tuple, TEMPLATE_SHAPE)), rule=_mean_shape,
+                                doc="5 [x, y] points (left eye, right eye, nose, mouth corners)")
 
 
 def normalize_shape_np(points: np.ndarray) -> np.ndarray:

@@ -22,19 +22,43 @@ what the offline model uses for every training window (not stateful).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import ops
+
+from emorec.config.base import (
+    FieldError,
+    Section,
+    choice,
+    number,
+    optional,
+    positive_int,
+    positive_number,
+    setting,
+)
 
 RECURRENT_CHOICES = ("peephole", "keras")
 NUM_OUTPUTS = 2  # arousal, valence
 
-RECURRENT_DEFAULTS = {
-    "recurrent": "peephole",  # "keras" = keras.layers.LSTM (no peepholes, no clipping)
-    "lstm_units": 256,
-    "lstm_layers": 2,
-    "cell_clip": 100.0,  # null = no clipping (peephole cell only)
-    "forget_bias": 1.0,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentOptions(Section):
+    """Settings of the Tzirakis et al. recurrent part (2 x 256 peephole LSTM by default)."""
+
+    recurrent: str = setting("peephole", choice(*RECURRENT_CHOICES),
+                             doc="peephole = TF 1 LSTMCell(use_peepholes, cell_clip); keras = keras.layers.LSTM")
+    lstm_units: int = setting(256, positive_int)
+    lstm_layers: int = setting(2, positive_int)
+    cell_clip: float | None = setting(100.0, optional(positive_number), doc="null = no clipping (peephole only)")
+    forget_bias: float = setting(1.0, number)
+
+    def check(self) -> None:
+        """Keras' LSTM takes a forget bias of 0 or 1 only."""
+        super().check()
+        if self.recurrent == "keras" and self.forget_bias not in (0.0, 1.0):
+            raise FieldError("forget_bias", f"must be 0 or 1 with recurrent: keras, got {self.forget_bias}")
 
 
 @keras.saving.register_keras_serializable(package="emorec")
@@ -208,13 +232,13 @@ class RecurrentHead(keras.layers.Layer):
         return config
 
 
-def recurrent_head_from_config(config: dict, name: str = "recurrent") -> RecurrentHead:
-    """Build the head from a resolved model config (keys of :data:`RECURRENT_DEFAULTS`)."""
+def recurrent_head_from_config(config: RecurrentOptions, name: str = "recurrent") -> RecurrentHead:
+    """Build the head from a model config (:class:`RecurrentOptions`)."""
     return RecurrentHead(
-        config["lstm_units"],
-        config["lstm_layers"],
-        cell=config["recurrent"],
-        cell_clip=config["cell_clip"],
-        forget_bias=config["forget_bias"],
+        config.lstm_units,
+        config.lstm_layers,
+        cell=config.recurrent,
+        cell_clip=config.cell_clip,
+        forget_bias=config.forget_bias,
         name=name,
     )

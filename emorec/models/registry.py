@@ -1,7 +1,11 @@
 """The one registry that maps a model name to its builder and its training objective.
 
-A builder takes the ``model`` section of ``train/NAME.yaml`` (a dict) and
-returns a Keras functional model whose inputs are a dict of named tensors taken
+It imports no model module: the model modules register themselves when
+imported, and :mod:`emorec.models` (the package) imports all of them, so
+``from emorec.models import get_model_spec`` sees every model.
+
+A builder takes the model's typed config (its ``config_class``, built from
+the ``model`` section of ``train/NAME.yaml``) and returns a Keras functional model whose inputs are a dict of named tensors taken
 from a data batch (``audio``, ``video``, ``landmarks``) and whose outputs are a
 dict holding at least ``emotion`` ``(batch, time, 2)`` = [arousal, valence].
 
@@ -16,15 +20,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from emorec.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows about one model name."""
+    """What the registry knows about one model name.
+
+    ``objective`` and ``loss_config_class`` default to the task's (None here);
+    ``task`` names an entry of :mod:`emorec.tasks`.
+    """
 
     name: str
-    builder: Callable[[dict], object]
-    objective: Callable | None
+    builder: Callable
+    config_class: type
     modalities: tuple[str, ...]
+    task: str
+    objective: Callable | None
+    loss_config_class: type | None
     description: str
 
 
@@ -35,42 +48,66 @@ def register_model(
     name: str,
     *,
     modalities: tuple[str, ...],
+    config_class: type,
+    task: str = "frame_regression",
     objective: Callable | None = None,
+    loss_config_class: type | None = None,
     description: str = "",
 ):
-    """Decorator registering ``builder(config) -> keras.Model`` under ``name``."""
+    """Decorator registering ``builder(config) -> keras.Model`` under ``name``.
+
+    Args:
+        name: the registry name (``model.name`` in the YAML).
+        modalities: the dataset modalities the model reads.
+        config_class: the :class:`~emorec.config.ModelConfig` subclass of its ``model:`` section.
+        task: the task it solves (a name in :mod:`emorec.tasks`).
+        objective: ``objective(batch, outputs, reduce_fn, **loss) -> (loss, terms)``; None = the task's.
+        loss_config_class: the section class of its ``loss:`` settings; None = the task's.
+        description: one line for listings.
+    """
 
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, objective, tuple(modalities), description)
+        if (objective is None) != (loss_config_class is None):
+            raise ValueError(f"model {name!r}: give both objective and loss_config_class, or neither")
+        _REGISTRY[name] = ModelSpec(name, builder, config_class, tuple(modalities), task, objective,
+                                    loss_config_class, description)
         return builder
 
     return decorate
 
 
-def _load_builtin_models() -> None:
-    # Importing the model modules runs their @register_model decorators.
-    from emorec.models import builtin  # noqa: F401
-
-
 def get_model_spec(name: str) -> ModelSpec:
-    """Look a model up by name; the error lists the names that exist."""
-    _load_builtin_models()
+    """Look a model up by name.
+
+    Args:
+        name: a registered model name.
+
+    Returns:
+        Its :class:`ModelSpec`.
+
+    Raises:
+        ConfigError: no model of that name is registered (the message lists those that are).
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(
+        raise ConfigError(
             f"unknown model {name!r}; available: {', '.join(available_models())}"
         ) from None
 
 
-def build_model(name: str, config: dict):
-    """Build the named model from its ``model`` config section."""
-    return get_model_spec(name).builder(dict(config))
+def build_model(name: str, config=None):
+    """Build the named model from its ``model`` settings (a mapping, or an instance of its config class).
+
+    Raises:
+        ConfigError: an unknown model, or bad settings.
+    """
+    spec = get_model_spec(name)
+    return spec.builder(spec.config_class.for_model(name, config))
 
 
 def available_models() -> list[str]:
     """Sorted names of every registered model."""
-    _load_builtin_models()
     return sorted(_REGISTRY)

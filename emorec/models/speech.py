@@ -27,9 +27,20 @@ norm). The output is cut back into 320 × 4 = 1280 features per frame.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 from keras import ops
 
+from emorec.config.base import (
+    Section,
+    boolean,
+    choice,
+    fraction,
+    non_negative_number,
+    positive_number,
+    setting,
+)
 from emorec.schema import FRAME_SAMPLES
 
 AUDIO_VARIANTS = ("code", "paper")
@@ -40,14 +51,25 @@ CHANNEL_POOL = 10
 KERNEL_SIZES = {"code": (20, 40), "paper": (80, 4000)}
 SPEECH_FEATURES = (FRAME_SAMPLES // TIME_POOL) * (SPEECH_FILTERS // CHANNEL_POOL)  # 1280
 
-SPEECH_DEFAULTS = {
-    "audio_variant": "code",
-    "audio_dropout": 0.5,
-    "audio_batch_norm": True,
-    "audio_weight_decay": 1.0e-4,  # TF 1 convention: wd * sum(w^2) / 2
-    "audio_bn_momentum": 0.997,
-    "audio_bn_epsilon": 1.0e-5,
-}
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechLayerOptions(Section):
+    """Settings of the speech CNN's layers (the release's ResNet arg scope)."""
+
+    audio_dropout: float = setting(0.5, fraction(), doc="dropout on the raw waveform, training only")
+    audio_batch_norm: bool = setting(True, boolean, doc="the release's arg scope; the paper text has none")
+    audio_weight_decay: float = setting(1.0e-4, non_negative_number, doc="TF 1 convention wd * sum(w^2) / 2")
+    audio_bn_momentum: float = setting(0.997, fraction())
+    audio_bn_epsilon: float = setting(1.0e-5, positive_number)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechOptions(SpeechLayerOptions):
+    """Speech CNN settings of the e2e models: the layers and the code/paper reading."""
+
+    audio_variant: str = setting("code", choice(*AUDIO_VARIANTS),
+                                 doc="code = per-frame 20/40-tap convs (release); paper = 80/4000 taps")
 
 
 @keras.saving.register_keras_serializable(package="emorec")
@@ -136,13 +158,13 @@ def build_speech_cnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-def speech_cnn_from_config(config: dict) -> keras.Model:
-    """Build the speech CNN from a resolved model config (keys of :data:`SPEECH_DEFAULTS`)."""
+def speech_cnn_from_config(config: SpeechLayerOptions, variant: str | None = None) -> keras.Model:
+    """Build the speech CNN from a model config (:class:`SpeechOptions`; ``variant`` overrides its reading)."""
     return build_speech_cnn(
-        variant=config["audio_variant"],
-        dropout=config["audio_dropout"],
-        batch_norm=config["audio_batch_norm"],
-        weight_decay=config["audio_weight_decay"],
-        bn_momentum=config["audio_bn_momentum"],
-        bn_epsilon=config["audio_bn_epsilon"],
+        variant=variant or config.audio_variant,
+        dropout=config.audio_dropout,
+        batch_norm=config.audio_batch_norm,
+        weight_decay=config.audio_weight_decay,
+        bn_momentum=config.audio_bn_momentum,
+        bn_epsilon=config.audio_bn_epsilon,
     )

@@ -24,6 +24,7 @@ to a ``.weights.h5`` file saved from a ``visual_cnn`` sub-model (or a legacy
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -31,6 +32,17 @@ from pathlib import Path
 import keras
 from keras import ops
 
+from emorec.config.base import (
+    FieldError,
+    Section,
+    choice,
+    fraction,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    setting,
+    text,
+)
 from emorec.errors import ConfigError
 from emorec.schema import DEFAULT_FACE_SIZE
 
@@ -41,14 +53,25 @@ IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
-VISUAL_DEFAULTS = {
-    "face_size": DEFAULT_FACE_SIZE,
-    "visual_weights": "none",  # none | imagenet | path to .weights.h5
-    "input_norm": "none",  # none | imagenet | caffe
-    "visual_weight_decay": 1.0e-4,  # TF 1 convention: wd * sum(w^2) / 2
-    "visual_bn_momentum": 0.997,
-    "visual_bn_epsilon": 1.0e-5,
-}
+
+
+def _face_size(key: str, value):
+    value = positive_int(key, value)
+    if value < 32:
+        raise FieldError(key, f"must be at least 32 for ResNet-50, got {value}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualOptions(Section):
+    """Settings of the ResNet-50 visual CNN."""
+
+    face_size: int = setting(DEFAULT_FACE_SIZE, _face_size)
+    visual_weights: str = setting("none", text, doc="none | imagenet | path to a .weights.h5 file")
+    input_norm: str = setting("none", choice(*INPUT_NORMS), doc="none | imagenet | caffe")
+    visual_weight_decay: float = setting(1.0e-4, non_negative_number, doc="TF 1 convention wd * sum(w^2) / 2")
+    visual_bn_momentum: float = setting(0.997, fraction())
+    visual_bn_epsilon: float = setting(1.0e-5, positive_number)
 
 
 @keras.saving.register_keras_serializable(package="emorec")
@@ -175,13 +198,13 @@ def build_visual_cnn(
     return model
 
 
-def visual_cnn_from_config(config: dict) -> keras.Model:
-    """Build the visual CNN from a resolved model config (keys of :data:`VISUAL_DEFAULTS`)."""
+def visual_cnn_from_config(config: VisualOptions) -> keras.Model:
+    """Build the visual CNN from a model config (:class:`VisualOptions`)."""
     return build_visual_cnn(
-        face_size=int(config["face_size"]),
-        weights=config["visual_weights"],
-        input_norm=config["input_norm"],
-        weight_decay=config["visual_weight_decay"],
-        bn_momentum=config["visual_bn_momentum"],
-        bn_epsilon=config["visual_bn_epsilon"],
+        face_size=config.face_size,
+        weights=config.visual_weights,
+        input_norm=config.input_norm,
+        weight_decay=config.visual_weight_decay,
+        bn_momentum=config.visual_bn_momentum,
+        bn_epsilon=config.visual_bn_epsilon,
     )

@@ -1,5 +1,6 @@
-"""Training: the distributed custom loop, strategy selection and run-directory checkpoints."""
+"""Training: the loop, its steps and callbacks, strategy selection and run-directory checkpoints."""
 
-from emorec.training.engine import TrainingDivergedError, TrainResult, train
+from emorec.training.callbacks import TrainingDivergedError
+from emorec.training.engine import TrainResult, train
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]

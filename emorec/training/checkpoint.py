@@ -1,12 +1,20 @@
-"""Run-directory checkpoints: ``latest`` (to resume) and ``best`` (by dev CCC), plus ``best.keras``.
+"""Run-directory checkpoints: ``checkpoints/latest`` (to resume) and ``best.keras`` (the best epoch's model).
 
-A checkpoint holds every model variable (weights, non-trainable statistics and
+``latest`` holds every model variable (weights, non-trainable statistics and
 the Keras ``SeedGenerator`` states that drive dropout), every optimizer
-variable (Adam moments, iteration count) and a :class:`TrainState` (epochs
-completed, steps done inside the current epoch, global step, best dev score
-and its epoch). With the data pipeline a function of ``(seed, epoch)``, those
-two counters are the data position: a resumed run rebuilds epoch ``e``'s
-dataset and skips the batches already trained on.
+variable (Adam moments, iteration count), the step's own extra state (the
+carried LSTM states of stateful training) and a :class:`TrainState` (epochs
+completed, steps done inside the current epoch, global step, best score and
+its epoch). With the data pipeline a function of ``(seed, epoch)``, those two
+counters are the data position: a resumed run rebuilds epoch ``e``'s dataset
+and skips the batches already trained on. Only the newest ``latest`` is kept.
+
+``best.keras`` is the only copy of the best weights (config + weights, loads
+with ``keras.saving.load_model``): no optimizer state, since nothing resumes
+from it. With ``training.keep_optimizer_state: false`` a *finished* run's
+``latest`` drops the optimizer variables too (a third of its size for Adam);
+it can then still be continued with more epochs, from fresh optimizer
+moments, which is not an exact continuation and is logged as such.
 
 Keras 3 models are not fully tracked by ``tf.train.Checkpoint(model=...)``
 (only variables the optimizer knows about are found), so the variables are
@@ -19,6 +27,7 @@ others write to a scratch directory that is deleted at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -26,11 +35,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from emorec.manifest import atomic_write_bytes
+from emorec.rundir import RunDir
 
-LATEST = "latest"
-BEST = "best"
-BEST_MODEL_NAME = "best.keras"
+logger = logging.getLogger(__name__)
+
+_OPTIMIZER_KEY = "optimizer_variables"
 
 
 class TrainState(tf.Module):
@@ -56,77 +65,70 @@ class TrainState(tf.Module):
 
 
 class RunCheckpoints:
-    """The ``latest`` and ``best`` checkpoint managers of one run directory."""
+    """The ``latest`` checkpoint and ``best.keras`` of one run directory."""
 
-    def __init__(self, run_dir, model, optimizer, state: TrainState, *, chief: bool = True,
-                 worker: str = "local", keep_latest: int = 2):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir, model, optimizer, state: TrainState, *, extra: dict | None = None,
+                 chief: bool = True, worker: str = "local"):
+        self.run_dir = RunDir(run_dir)
         self.model = model
         self.chief = chief
-        self.checkpoint = tf.train.Checkpoint(
-            model_variables=list(model.variables),
-            optimizer_variables=list(optimizer.variables),
-            state=state,
-        )
+        items = dict(model_variables=list(model.variables), state=state, **(extra or {}))
+        self.checkpoint = tf.train.Checkpoint(**items, **{_OPTIMIZER_KEY: list(optimizer.variables)})
+        self.weights_checkpoint = tf.train.Checkpoint(**items)
         if chief:
-            root = self.run_dir / "checkpoints"
-            self._scratch = None
+            root, self._scratch = self.run_dir.checkpoints, None
         else:
             self._scratch = Path(tempfile.mkdtemp(prefix=f"emorec-ckpt-{worker}-"))
             root = self._scratch
-        self.latest = tf.train.CheckpointManager(self.checkpoint, str(root / LATEST), max_to_keep=keep_latest)
-        self.best_dir = root / BEST
+        directory = str(root / RunDir.LATEST)
+        self.latest = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=1)
+        self._latest_weights = tf.train.CheckpointManager(self.weights_checkpoint, directory, max_to_keep=1)
 
     @property
     def best_model_path(self) -> Path:
         """``RUN_DIR/best.keras``."""
-        return self.run_dir / BEST_MODEL_NAME
+        return self.run_dir.best_model
 
-    def _save(self, manager: tf.train.CheckpointManager, step: int) -> str | None:
-        path = manager.save(checkpoint_number=step)
+    def _cleanup(self, manager: tf.train.CheckpointManager, path: str | None) -> str | None:
         if self._scratch is not None:
             shutil.rmtree(manager.directory, ignore_errors=True)
             return None
         return path
 
-    def save_latest(self, step: int) -> str | None:
-        """Save the resume checkpoint; returns its path on the chief."""
-        return self._save(self.latest, step)
+    def save_latest(self, step: int, optimizer_state: bool = True) -> str | None:
+        """Save the resume checkpoint of ``step`` (without the optimizer variables if asked); its path on the chief."""
+        manager = self.latest if optimizer_state else self._latest_weights
+        path = manager.save(checkpoint_number=step)
+        # The two managers share the directory and each deletes only its own old files.
+        _drop_other_checkpoints(Path(manager.directory), Path(path).name)
+        return self._cleanup(manager, path)
 
-    def save_best(self, step: int) -> str | None:
-        """Make the ``latest`` checkpoint saved at ``step`` the best one, and write ``best.keras``.
-
-        The checkpoint's files are hard-linked into ``best/`` rather than
-        written a second time (about 1 GB for ae_lstm with Adam's state), so
-        call :meth:`save_latest` for the same step first. Only the chief
-        touches files; no worker joins a save collective here.
-        """
+    def save_best_model(self) -> Path | None:
+        """Write the model's current weights as ``best.keras`` (chief only)."""
         if not self.chief:
             return None
-        latest = self.latest.latest_checkpoint
-        if latest is None or not latest.endswith(f"-{step}"):
-            raise RuntimeError(f"save_best({step}) needs the latest checkpoint of step {step}, found {latest}")
-        path = _link_checkpoint(latest, self.best_dir)
-        save_keras_atomic(self.model, self.best_model_path)
-        return path
+        return save_keras_atomic(self.model, self.best_model_path)
 
     def restore_latest(self) -> str | None:
         """Restore the newest ``latest`` checkpoint of the run directory; None if there is none."""
-        path = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / LATEST))
+        path = self.latest_path
         if path is None:
             return None
-        self.checkpoint.restore(path).assert_consumed()
+        names = {name for name, _ in tf.train.list_variables(path)}
+        if any(name.startswith(f"{_OPTIMIZER_KEY}/") for name in names):
+            self.checkpoint.restore(path).assert_consumed()
+        else:
+            self.weights_checkpoint.restore(path).assert_consumed()
+            logger.warning(
+                "%s holds no optimizer state (the run finished with training.keep_optimizer_state: false): "
+                "training continues from its weights with fresh optimizer moments, which is not an exact "
+                "continuation", path)
         return path
 
     @property
     def latest_path(self) -> str | None:
         """Path prefix of the newest ``latest`` checkpoint in the run directory."""
-        return tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / LATEST))
-
-    @property
-    def best_path(self) -> str | None:
-        """Path prefix of the ``best`` checkpoint in the run directory."""
-        return tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / BEST))
+        return tf.train.latest_checkpoint(str(self.run_dir.latest))
 
     def close(self) -> None:
         """Remove a non-chief worker's scratch directory."""
@@ -134,18 +136,27 @@ class RunCheckpoints:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
+def _drop_other_checkpoints(directory: Path, keep: str) -> None:
+    """Delete every checkpoint in ``directory`` but ``keep`` (two managers write there)."""
+    for file in directory.glob("ckpt-*"):
+        if not file.name.startswith(f"{keep}."):
+            file.unlink(missing_ok=True)
+
+
 def has_checkpoint(run_dir) -> bool:
     """True if the run directory holds a ``latest`` checkpoint."""
-    return tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints" / LATEST)) is not None
+    return tf.train.latest_checkpoint(str(RunDir(run_dir).latest)) is not None
 
 
 def save_keras_atomic(model, path) -> Path:
     """``model.save`` to a temporary ``.keras`` name beside ``path``, then rename."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -153,18 +164,7 @@ def save_keras_atomic(model, path) -> Path:
     return path
 
 
-def _link_checkpoint(prefix: str, directory: Path) -> str:
-    """Make the checkpoint ``prefix`` the only one in ``directory`` by hard links (copies where links fail)."""
-    source = Path(prefix)
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("ckpt-*"):
-        old.unlink()
-    for file in source.parent.glob(f"{source.name}.*"):
-        try:
-            os.link(file, directory / file.name)
-        except OSError:
-            shutil.copy2(file, directory / file.name)
-    # The state file tf.train.latest_checkpoint reads (a text proto; relative to the directory).
-    state = f'model_checkpoint_path: "{source.name}"\nall_model_checkpoint_paths: "{source.name}"\n'
-    atomic_write_bytes(directory / "checkpoint", state.encode())
-    return str(directory / source.name)
+def _file_mode() -> int:
+    from emorec.manifest import default_file_mode
+
+    return default_file_mode()

@@ -25,11 +25,11 @@ import csv
 import re
 from pathlib import Path
 
+from emorec.corpus.adapters import check_recording_id, check_sources, subjects_across_partitions
 from emorec.errors import ConfigError, LabelError, MediaError
 from emorec.media.labels import read_recola_gold
 from emorec.recording import RecordingSource
 from emorec.schema import MODALITIES, PARTITIONS
-from tfrecords_tools.adapters import check_recording_id, check_sources, subjects_across_partitions
 
 AUDIO_DIR = "recordings_audio"
 VIDEO_DIR = "recordings_video"

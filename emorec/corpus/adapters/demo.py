@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emorec.corpus.adapters.manifest_csv import read_recordings_csv
 from emorec.recording import RecordingSource
-from tfrecords_tools.adapters.manifest_csv import read_recordings_csv
 
 CSV_NAME = "recordings.csv"
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from emorec.corpus.adapters import check_recording_id, check_sources
 from emorec.errors import ConfigError, MediaError
 from emorec.recording import RecordingSource
 from emorec.schema import PARTITIONS
-from tfrecords_tools.adapters import check_recording_id, check_sources
 
 COLUMNS = ("recording", "partition", "subject", "audio", "video", "labels")
 

@@ -1,0 +1,156 @@
+"""``emorec build {recola,manifest,demo} ... OUT``: turn a corpus into an emorec TFRecord dataset.
+
+One shard per recording, ``OUT/<partition>/<recording_id>.tfrecord``, each
+written to a temporary name and renamed when complete; ``OUT/manifest.json``
+is rewritten atomically after every recording, so a killed build keeps its
+finished recordings. A rerun skips recordings whose shard matches the
+manifest (size and SHA-256) under the same options, removes temporary files
+left by a killed run and rebuilds whatever is missing or damaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+DESCRIPTION = "Build an emorec TFRecord dataset (one shard per recording, manifest.json)."
+EPILOG = __doc__.split("\n", 2)[2]
+
+logger = logging.getLogger(__name__)
+
+
+def _modalities(text: str) -> tuple[str, ...]:
+    from emorec.schema import MODALITIES
+
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in parts if p not in MODALITIES]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a comma-separated subset of {','.join(MODALITIES)}"
+        )
+    return parts
+
+
+def _common_options() -> argparse.ArgumentParser:
+    from emorec.recording import DEFAULT_TOLERANCE_S, DEFAULT_WINDOW_S
+    from emorec.schema import (
+        DEFAULT_FACE_SIZE,
+        DEFAULT_LABEL_ALIGNMENT,
+        LABEL_ALIGNMENTS,
+        MODALITIES,
+    )
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--window", type=float, default=DEFAULT_WINDOW_S,
+                        help="window length in seconds, a multiple of 0.04 (default 6.0 = 150 frames)")
+    common.add_argument("--hop", type=float, default=None,
+                        help="seconds between window starts (default: the window, no overlap)")
+    common.add_argument("--face-size", type=int, default=DEFAULT_FACE_SIZE,
+                        help="face crop side in pixels (default %(default)s)")
+    common.add_argument("--audio-norm", choices=("none", "recording"), default="none",
+                        help="none = raw waveform as the original code (default); "
+                             "recording = zero mean, unit variance per recording as the paper")
+    common.add_argument("--label-alignment", choices=LABEL_ALIGNMENTS, default=DEFAULT_LABEL_ALIGNMENT,
+                        help="end = label at the frame's end time as the original code (default); "
+                             "start = at its start time as End2You")
+    common.add_argument("--modalities", type=_modalities, default=MODALITIES,
+                        help="audio,video (default), audio or video")
+    common.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S,
+                        help="largest length difference (s) between audio, video and labels that "
+                             "is trimmed or padded rather than an error (default %(default)s)")
+    common.add_argument("--jobs", type=int, default=1,
+                        help="recordings built in parallel processes (default 1)")
+    common.add_argument("--force", action="store_true",
+                        help="delete this dataset's shards and manifest and rebuild everything")
+    common.add_argument("--cache-dir", type=Path, default=None,
+                        help="face detection cache (default OUT/.cache/faces)")
+    common.add_argument("--face-detect-every", type=int, default=None,
+                        help="run the face detector every K frames, interpolating between "
+                             "(default: the face tracker's own)")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return common
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``build`` options: one sub-command per corpus layout."""
+    from emorec.cli import _verbosity_options
+
+    common = _common_options()
+    parents = [common, _verbosity_options()]
+    sub = parser.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
+    recola = sub.add_parser("recola", parents=parents, help="RECOLA as distributed for AVEC 2016")
+    recola.add_argument("src", type=Path, help="RECOLA folder (recordings_audio/, recordings_video/, "
+                                               "ratings_gold_standard/)")
+    recola.add_argument("out", type=Path)
+    recola.add_argument("--split", choices=("avec", "paper"), default="avec",
+                        help="avec: partitions from the file names (default); paper: from --subject-map")
+    recola.add_argument("--subject-map", type=Path, default=None,
+                        help="CSV recording,subject[,partition]")
+    manifest = sub.add_parser("manifest", parents=parents,
+                              help="recordings listed in a CSV (recording,partition,subject,audio,video,labels)")
+    manifest.add_argument("csv", type=Path)
+    manifest.add_argument("out", type=Path)
+    demo = sub.add_parser("demo", parents=parents, help="the synthetic demo corpus (written first)")
+    demo.add_argument("out", type=Path)
+    demo.add_argument("--media-dir", type=Path, default=None,
+                      help="where the demo media are written (default OUT/.cache/demo_media/seed<SEED>)")
+    demo.add_argument("--seed", type=int, default=0)
+
+
+def options_from_args(args):
+    """:class:`~emorec.recording.BuildOptions` from parsed arguments."""
+    from emorec.media.faces import FaceConfig
+    from emorec.recording import BuildOptions
+
+    face = FaceConfig()
+    if args.face_detect_every is not None:
+        face = dataclasses.replace(face, detect_every=args.face_detect_every)
+    return BuildOptions(
+        window=args.window, hop=args.hop, face_size=args.face_size, audio_norm=args.audio_norm,
+        label_alignment=args.label_alignment, modalities=args.modalities,
+        tolerance_s=args.tolerance, face=face,
+    )
+
+
+def sources_from_args(args, options) -> tuple[list, str]:
+    """The recordings named on the command line, and the adapter's name."""
+    from emorec.corpus.build import check_not_foreign
+
+    if args.layout == "recola":
+        from emorec.corpus.adapters.recola import recola_sources
+
+        return recola_sources(args.src, args.split, args.subject_map, options.modalities), "recola"
+    if args.layout == "manifest":
+        from emorec.corpus.adapters.manifest_csv import read_recordings_csv
+
+        return read_recordings_csv(args.csv), "manifest"
+    from emorec.corpus.adapters.demo import default_media_dir, demo_sources
+
+    check_not_foreign(Path(args.out))  # before writing the demo media into it
+    media = args.media_dir or default_media_dir(args.out, args.seed)
+    return demo_sources(media, seed=args.seed, progress=progress(args), jobs=args.jobs), "demo"
+
+
+def progress(args) -> bool:
+    """Progress bars unless ``--no-progress`` or ``--quiet``."""
+    return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
+
+
+def run(args) -> int:
+    """Build the dataset; prints its path and the summary table."""
+    from emorec.corpus.adapters import subjects_across_partitions
+    from emorec.corpus.build import build_dataset, summarize
+
+    options = options_from_args(args)
+    sources, name = sources_from_args(args, options)
+    for subject, parts in subjects_across_partitions(sources).items():
+        logger.warning("subject %s is in partitions %s", subject, ", ".join(parts))
+    manifest = build_dataset(
+        sources, args.out, options, name, force=args.force, jobs=args.jobs,
+        cache_dir=args.cache_dir, progress=progress(args),
+    )
+    print(f"dataset: {Path(args.out).resolve()}")
+    print(summarize(manifest))
+    return 0

@@ -1,0 +1,65 @@
+"""``emorec evaluate RUN --data D --partition dev|test``: score a run's best model on whole recordings, AVEC style.
+
+    emorec evaluate RUN_DIR --data DIR --partition dev --postprocess tune
+    emorec evaluate RUN_DIR --data DIR --partition test --postprocess apply
+
+See :mod:`emorec.evaluate` for the evaluation window, the post-processing
+modes and what is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DESCRIPTION = "Score a training run's best model on whole recordings, AVEC 2016 style."
+
+
+def add_arguments(parser) -> None:
+    """The ``evaluate`` options."""
+    from emorec.evaluate import POSTPROCESS_MODES
+
+    parser.add_argument("run_dir", type=Path, help="training run directory (holds best.keras, config.yaml)")
+    parser.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.json)")
+    parser.add_argument("--partition", required=True, choices=("train", "dev", "test"))
+    parser.add_argument("--postprocess", choices=POSTPROCESS_MODES, default="off",
+                        help="tune (dev: choose and store in RUN_DIR/postprocess.json), apply (stored), off")
+    parser.add_argument("--eval-window", default=None,
+                        help="train (the run's window, zero state each; default), whole, or seconds")
+    parser.add_argument("--chunk-frames", type=int, default=None,
+                        help="frames per chunk in whole-recording mode (state carried over)")
+    parser.add_argument("--protocol", type=Path, default=None, help="protocol YAML (default evaluate/avec2016.yaml)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/eval/PARTITION)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def summary(result: dict) -> str:
+    """The lines printed after an evaluation: CCC and RMSE per dimension, raw and post-processed."""
+    lines = [f"{result['model']} on {result['partition']} ({result['num_recordings']} recordings, "
+             f"eval window {result['eval_window']['mode']})"]
+    for key in ("raw", "postprocessed"):
+        metrics = result.get(key)
+        if metrics:
+            for name in ("arousal", "valence"):
+                m = metrics.get(name)
+                if m:
+                    lines.append(f"  {key:13s} {name:8s} CCC {m['ccc']} (per-recording mean "
+                                 f"{m['ccc_per_recording_mean']}), RMSE {m['rmse']}")
+    if result.get("note"):
+        lines.append(f"  {result['note']}")
+    lines.append(f"outputs: {result['out_dir']}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """Evaluate and print the summary."""
+    from emorec.commands.build import progress
+    from emorec.evaluate import evaluate_run
+
+    result = evaluate_run(
+        args.run_dir, args.data, args.partition, args.postprocess, out_dir=args.out,
+        eval_window=args.eval_window, chunk_frames=args.chunk_frames, protocol=args.protocol,
+        plots=not args.no_plots, progress=progress(args),
+    )
+    print(summary(result))
+    return 0

@@ -1,0 +1,125 @@
+"""``emorec train --model NAME``: train a registered model with its paper settings from ``train/NAME.yaml``.
+
+    emorec train --model e2e_audio                       # embedded demo corpus and the demo flow
+    emorec train --model e2e_audio --data data/recola --out runs/audio
+    emorec train --model e2e_audio --data D --resume --out runs/audio
+    emorec train --model e2e_av --data D --strategy mirrored --set data.batch_size=8
+
+Without ``--data`` the run uses the embedded demo corpus (built on first use)
+and merges the YAML's ``demo:`` overrides, then runs the demo flow
+(:mod:`emorec.demo_flow`). ``--epochs`` and ``--steps`` are alternatives:
+``--steps N`` stops after N steps in all. The resolved config is saved as
+``RUN_DIR/config.yaml``; see docs/training.md for the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+DESCRIPTION = "Train a registered model with its paper settings (train/NAME.yaml)."
+EPILOG = """\
+without --data (the demo flow, any model):
+  1. build the embedded demo corpus (synthetic speakers and drawn faces, real wav/mp4
+     files) at the YAML's data.window into $EMOREC_CACHE/demo/<window>s, default
+     ~/.cache/emorec/demo/<window>s; a complete cached build is reused, a broken one rebuilt;
+  2. train with the YAML's `demo:` overrides (a short schedule) into --out;
+  3. evaluate the best model on the demo dev partition: RUN_DIR/eval/dev/metrics.json,
+     raw metrics and, apart, after the AVEC post-processing tuned on dev;
+  4. export the SavedModel (offline and streaming signatures) into RUN_DIR/export;
+  5. draw RUN_DIR/learning_curves.png and, for models with a face decoder,
+     RUN_DIR/reconstructions.png;
+  then print where everything is and the dev CCC and RMSE (E_a, E_v, E_av) per dimension.
+with --data: training only (emorec evaluate and emorec export do the rest).
+"""
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    """The ``train`` options."""
+    from emorec.config import STRATEGIES
+
+    parser.add_argument("--model", required=True, help="registered model name (see train/*.yaml)")
+    parser.add_argument("--data", type=Path,
+                        help="dataset directory (default: the embedded demo corpus and the demo flow, below)")
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<timestamp>)")
+    parser.add_argument("--config", type=Path, help="training config (default: train/<model>.yaml)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="number of epochs (training.epochs)")
+    length.add_argument("--steps", type=int, help="stop after this many steps in all (training.max_steps)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (data.batch_size)")
+    parser.add_argument("--seed", type=int, help="random seed (training.seed)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (training.strategy)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest")
+    parser.add_argument("--stateful", action="store_true", default=None,
+                        help="carry the LSTM state across consecutive windows of a recording "
+                             "(training.stateful and data.stream_ordered; see docs/training.md)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting, e.g. --set optimizer.learning_rate=3e-4 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _flags(args) -> list[tuple[str, object, str]]:
+    """``(dotted key, value, flag)`` of the dedicated flags that were given."""
+    flags = []
+    if args.epochs is not None:
+        flags.append(("training.epochs", args.epochs, "--epochs"))
+    if args.steps is not None:
+        # --steps replaces the epoch count: as many epochs as the steps need.
+        flags += [("training.max_steps", args.steps, "--steps"), ("training.epochs", None, "--steps")]
+    for key, value, flag in (("training.seed", args.seed, "--seed"), ("training.strategy", args.strategy,
+                             "--strategy"), ("data.batch_size", args.batch_size, "--batch-size")):
+        if value is not None:
+            flags.append((key, value, flag))
+    if args.stateful:
+        flags += [("training.stateful", True, "--stateful"), ("data.stream_ordered", True, "--stateful")]
+    return flags
+
+
+def train_from_args(args, on_step=None):
+    """Resolve the config named by parsed ``args`` and train (the demo flow without ``--data``).
+
+    Args:
+        args: parsed ``train`` arguments.
+        on_step: called after every training step (see :func:`emorec.training.engine.train`).
+
+    Returns:
+        The :class:`~emorec.training.engine.TrainResult`, or the
+        :class:`~emorec.demo_flow.DemoFlowResult` of the demo flow.
+    """
+    from emorec.commands.build import progress
+    from emorec.config import config_path_for, resolve_config
+    from emorec.errors import ConfigError
+
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    demo = args.data is None
+    config_file = args.config or config_path_for(args.model)
+    config = resolve_config(config_file, demo=demo, overrides=args.overrides, flags=_flags(args))
+    if config.model_name != args.model:
+        raise ConfigError(f"{config_file}: model.name is {config.model_name!r} but --model is {args.model!r}")
+    from emorec.training.engine import default_run_dir, train
+
+    run_dir = args.out or default_run_dir(args.model)
+    run_info = {"demo": demo, "config_file": str(config_file), "command": " ".join(sys.argv)}
+    if demo:
+        from emorec.demo_flow import run_demo_flow
+
+        return run_demo_flow(config, run_dir, resume=args.resume, progress=progress(args),
+                             on_step=on_step, run_info=run_info)
+    return train(config, args.data, run_dir, resume=args.resume, progress=progress(args),
+                 on_step=on_step, run_info=run_info)
+
+
+def run(args) -> int:
+    """Train; prints where everything is and the best validation score (the demo flow: its summary)."""
+    result = train_from_args(args)
+    if args.data is None:
+        print(result.summary, flush=True)
+        return 0
+    best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
+    print(f"run directory: {result.run_dir}\nbest {result.score_name}: {best} (epoch {result.best_epoch})\n"
+          f"best model: {result.best_model}")
+    return 0

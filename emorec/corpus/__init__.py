@@ -1,0 +1,1 @@
+"""Corpora into TFRecord datasets: recording sources (``adapters``), the build, and the validator."""

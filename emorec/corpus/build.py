@@ -1,0 +1,331 @@
+"""Building an emorec TFRecord dataset from recording sources (``emorec build``, ``python -m tfrecords_tools.build``).
+
+One shard per recording, ``OUT/<partition>/<recording_id>.tfrecord``, each
+written to a temporary name and renamed when complete; ``OUT/manifest.json``
+is rewritten atomically after every recording, so a killed build keeps its
+finished recordings. A rerun skips recordings whose shard matches the
+manifest (size and SHA-256) under the same options, removes temporary files
+left by a killed run and rebuilds whatever is missing or damaged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from emorec.errors import ConfigError
+from emorec.manifest import (
+    MANIFEST_NAME,
+    DatasetManifest,
+    ShardInfo,
+    default_file_mode,
+    file_sha256,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from emorec.recording import BuildOptions, RecordingSource, prepare_recording
+from emorec.schema import PARTITIONS, SchemaError, encode_window
+from emorec.windows import iter_windows
+
+logger = logging.getLogger(__name__)
+
+SHARD_SUFFIX = ".tfrecord"
+CACHE_DIR = ".cache"
+# "<rid>: face found in K of N frames (P%)" - always written for video, read back by the summary.
+_FACES_LINE = re.compile(r": face found in (\d+) of (\d+) frames")
+
+
+def shard_relpath(source: RecordingSource) -> str:
+    """Path of a recording's shard inside the dataset directory."""
+    return f"{source.partition}/{source.recording_id}{SHARD_SUFFIX}"
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _emorec_files(out: Path) -> list[Path]:
+    """Files a build writes in ``out`` (shards, temporary files, the manifest), cache excluded."""
+    files = [p for p in out.iterdir() if p.is_file() and (p.name == MANIFEST_NAME or _is_temp(p.name))]
+    for partition in PARTITIONS:
+        folder = out / partition
+        if folder.is_dir():
+            files += [
+                p for p in folder.iterdir()
+                if p.is_file() and (p.suffix == SHARD_SUFFIX or _is_temp(p.name))
+            ]
+    return files
+
+
+def _only_emorec_files(out: Path) -> bool:
+    """True if ``out`` holds nothing but what a build writes (e.g. after a killed first run)."""
+    owned = set(_emorec_files(out))
+    for entry in out.iterdir():
+        if entry.name == CACHE_DIR and entry.is_dir():
+            continue
+        if entry.is_dir() and entry.name in PARTITIONS:
+            if all(p in owned for p in entry.iterdir()):
+                continue
+            return False
+        if entry not in owned:
+            return False
+    return True
+
+
+def check_not_foreign(out: Path) -> None:
+    """Refuse an existing, non-empty folder that is not an emorec dataset (never overwrite user files)."""
+    if not out.is_dir() or manifest_path(out).is_file() or _only_emorec_files(out):
+        return
+    raise ConfigError(
+        f"{out}: exists, is not empty and is not an emorec dataset (no {MANIFEST_NAME}); "
+        "choose a new or empty directory (emorec never overwrites other files)"
+    )
+
+
+def prepare_output(out: Path, options: dict, force: bool) -> DatasetManifest:
+    """Create or check the output directory; return the manifest to resume from."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.", suffix=".tmp")
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the output directory ({exc.strerror or exc})") from exc
+    check_not_foreign(out)
+    has_manifest = manifest_path(out).is_file()
+    if force:
+        for path in _emorec_files(out):
+            path.unlink()
+        return DatasetManifest(options=options)
+    for path in _emorec_files(out):
+        if _is_temp(path.name):
+            path.unlink()  # left by a killed build
+    if not has_manifest:
+        return DatasetManifest(options=options)
+    try:
+        manifest = read_manifest(out)
+    except SchemaError as exc:
+        raise ConfigError(f"{exc}") from exc
+    if manifest.options != options:
+        changed = sorted(k for k in set(options) | set(manifest.options)
+                         if options.get(k) != manifest.options.get(k))
+        details = "; ".join(
+            f"{k}: {manifest.options.get(k)!r} -> {options.get(k)!r}" for k in changed
+        )
+        raise ConfigError(
+            f"{manifest_path(out)}: the dataset was built with other options ({details}); "
+            "rerun with --force to rebuild it all, or choose another output directory"
+        )
+    return manifest
+
+
+def _shard_is_current(out: Path, info: ShardInfo | None, source: RecordingSource) -> bool:
+    """True if the manifest's shard for ``source`` exists with the recorded size and checksum."""
+    if info is None or info.path != shard_relpath(source):
+        return False
+    if info.subject_id != source.subject_id or info.has_labels != (source.labels is not None):
+        return False
+    path = out / info.path
+    return path.is_file() and path.stat().st_size == info.bytes and file_sha256(path) == info.sha256
+
+
+@dataclasses.dataclass
+class ShardResult:
+    """What a worker hands back: the manifest entry plus face statistics."""
+
+    shard: ShardInfo
+    faces_found: int
+    video_frames: int
+
+
+def build_shard(
+    source: RecordingSource,
+    options: BuildOptions,
+    out: Path,
+    cache_dir: Path | None,
+    progress: bool = True,
+) -> ShardResult:
+    """Write one recording's shard (temporary file, then rename) and describe it."""
+    import tensorflow as tf
+
+    prepared = prepare_recording(source, options, cache_dir=cache_dir, progress=progress)
+    relpath = shard_relpath(source)
+    final = out / relpath
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    windows = found = 0
+    try:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            frames = prepared.frames(progress=progress)
+            for record in iter_windows(frames, prepared.info, options.window_frames, options.hop_frames):
+                writer.write(encode_window(record))
+                windows += 1
+                if record.face_found is not None:
+                    found += int(record.face_found.sum())
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it private; a shard is ordinary data
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    report = list(prepared.report)
+    video_frames = prepared.num_frames if prepared.faces is not None else 0
+    if video_frames:
+        report.append(
+            f"{source.recording_id}: face found in {found} of {video_frames} frames "
+            f"({100.0 * found / video_frames:.1f}%)"
+        )
+    shard = ShardInfo(
+        recording_id=source.recording_id,
+        partition=source.partition,
+        subject_id=source.subject_id,
+        path=relpath,
+        windows=windows,
+        frames=prepared.num_frames,
+        has_labels=prepared.labels is not None,
+        bytes=final.stat().st_size,
+        sha256=file_sha256(final),
+        report=report,
+    )
+    return ShardResult(shard, found, video_frames)
+
+
+def build_dataset(
+    sources: Sequence[RecordingSource],
+    out,
+    options: BuildOptions,
+    source_name: str,
+    *,
+    force: bool = False,
+    jobs: int = 1,
+    cache_dir=None,
+    progress: bool = True,
+) -> DatasetManifest:
+    """Build (or resume) the dataset in ``out`` from ``sources``; return its manifest.
+
+    Args:
+        sources: the recordings to build.
+        out: the dataset directory (created; an existing emorec dataset is resumed).
+        options: how recordings become windows (stored in the manifest).
+        source_name: the adapter's name, stored in the manifest's options.
+        force: delete this dataset's shards and manifest first and rebuild everything.
+        jobs: recordings built in parallel processes.
+        cache_dir: the face-detection cache (default ``OUT/.cache/faces``).
+        progress: show progress bars.
+
+    Returns:
+        The manifest written to ``OUT/manifest.json``.
+
+    Raises:
+        ConfigError: bad settings, a foreign output directory, or a dataset built with other options.
+        MediaError, LabelError, AlignmentError: a recording that cannot be used (named in the message).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    opts = json.loads(json.dumps(options.manifest_options(source_name)))
+    manifest = prepare_output(out, opts, force)
+    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_DIR / "faces"
+
+    wanted = {s.recording_id: s for s in sources}
+    todo = []
+    dirty = False
+    for rid, info in list(manifest.shards.items()):
+        if rid not in wanted or not _shard_is_current(out, info, wanted[rid]):
+            # Stale or damaged: drop it now so the manifest never lists a bad shard.
+            (out / info.path).unlink(missing_ok=True)
+            del manifest.shards[rid]
+            dirty = True
+            if rid not in wanted:
+                logger.info("removed %s: recording %s is no longer in the source", info.path, rid)
+    for source in sources:
+        if source.recording_id in manifest.shards:
+            logger.debug("skip %s (complete)", shard_relpath(source))
+        else:
+            todo.append(source)
+    if dirty:
+        write_manifest(out, manifest)
+
+    def finish(result: ShardResult) -> None:
+        manifest.shards[result.shard.recording_id] = result.shard
+        write_manifest(out, manifest)
+        bar.update(1)
+
+    bar = tqdm(total=len(todo), desc="recordings", unit="rec", disable=not progress or not todo)
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for source in todo:
+                finish(build_shard(source, options, out, cache, progress))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(jobs, len(todo)), mp_context=context
+            ) as pool:
+                futures = [pool.submit(build_shard, s, options, out, cache, False) for s in todo]
+                done = set()
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        finish(future.result())
+                        done.add(future)
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    # Keep what the running workers finish: their shards are complete.
+                    for future in futures:
+                        if future not in done and not future.cancelled() and future.exception() is None:
+                            finish(future.result())
+                    raise
+    finally:
+        bar.close()
+    return manifest
+
+
+def summarize(manifest: DatasetManifest) -> str:
+    """Per-partition table (recordings, subjects, windows, frames, faces found) and reports."""
+    lines = [
+        f"{'partition':<10}{'recordings':>11}{'subjects':>10}{'windows':>9}{'frames':>10}"
+        f"{'faces':>8}  labels"
+    ]
+    reports: list[str] = []
+    for partition, info in manifest.partition_summary().items():
+        shards = manifest.shards_for(partition)
+        found = total = 0
+        for shard in shards:
+            for line in shard.report:
+                match = _FACES_LINE.search(line)
+                if match:
+                    found += int(match.group(1))
+                    total += int(match.group(2))
+                if not match or match.group(1) != match.group(2):
+                    reports.append(line)
+        faces = f"{100.0 * found / total:.1f}%" if total else "-"
+        lines.append(
+            f"{partition:<10}{len(info['recordings']):>11}{len(info['subjects']):>10}"
+            f"{info['windows']:>9}{info['frames']:>10}{faces:>8}  "
+            f"{'yes' if info['has_labels'] else 'no'}"
+        )
+    opts = manifest.options
+    lines.append(
+        f"window {opts['window']} s ({opts['window_frames']} frames), hop {opts['hop']} s, "
+        f"modalities {','.join(opts['modalities'])}, audio_norm {opts['audio_norm']}, "
+        f"label_alignment {opts['label_alignment']}"
+    )
+    if reports:
+        lines.append(f"reports ({len(reports)}):")
+        lines += [f"  {line}" for line in reports]
+    else:
+        lines.append("reports: none (all lengths matched)")
+    return "\n".join(lines)

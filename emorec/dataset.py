@@ -1,0 +1,128 @@
+"""A dataset directory opened once: its manifest, partitions, modalities and label status, shared by every stage.
+
+The trainer, the evaluator, the exporter and the pictures all take a
+:class:`DatasetHandle` (or a path, which :func:`open_dataset` opens), so a run
+reads ``manifest.json`` once rather than at every stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from emorec.errors import DatasetError
+from emorec.manifest import DatasetManifest, ShardInfo, read_manifest
+from emorec.schema import DEFAULT_LABEL_ALIGNMENT, MODALITIES, PARTITIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetHandle:
+    """An opened dataset directory (see the module docstring)."""
+
+    path: Path
+    manifest: DatasetManifest
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> DatasetHandle:
+        """Read ``PATH/manifest.json``.
+
+        Raises:
+            DatasetError: no manifest, another schema version, or a malformed one (naming the file).
+        """
+        path = Path(path)
+        return cls(path=path, manifest=read_manifest(path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # -- what the build stored -------------------------------------------------------------
+
+    @property
+    def options(self) -> dict:
+        """The manifest's build options."""
+        return self.manifest.options
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Stored modalities, e.g. ``("audio", "video")``."""
+        return self.manifest.modalities
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per stored window."""
+        return self.manifest.window_frames
+
+    @property
+    def hop_frames(self) -> int:
+        """Frames between stored window starts."""
+        return int(self.options.get("hop_frames", self.window_frames))
+
+    @property
+    def face_size(self) -> int:
+        """Side of the stored face crops."""
+        return int(self.options["face_size"])
+
+    @property
+    def label_alignment(self) -> str:
+        """``end`` or ``start`` (see :mod:`emorec.schema`)."""
+        return self.options.get("label_alignment", DEFAULT_LABEL_ALIGNMENT)
+
+    @property
+    def audio_norm(self) -> str:
+        """The audio normalisation applied at build time."""
+        return self.options.get("audio_norm", "none")
+
+    # -- partitions ------------------------------------------------------------------------
+
+    def shards(self, partition: str) -> list[ShardInfo]:
+        """Shards of ``partition`` sorted by recording id (empty when it has none).
+
+        Raises:
+            DatasetError: an unknown partition name.
+        """
+        if partition not in PARTITIONS:
+            raise DatasetError(f"{self.path}: unknown partition {partition!r} (expected one of {PARTITIONS})")
+        return self.manifest.shards_for(partition)
+
+    def has_partition(self, partition: str) -> bool:
+        """True if ``partition`` holds at least one recording."""
+        return bool(self.shards(partition))
+
+    def has_labels(self, partition: str) -> bool:
+        """True if every recording of the partition carries labels."""
+        return self.manifest.has_labels(partition)
+
+    def summary(self) -> dict:
+        """Modalities, window/hop frames, face size and per-partition counts."""
+        return {
+            "modalities": list(self.modalities),
+            "window_frames": self.window_frames,
+            "hop_frames": self.hop_frames,
+            "face_size": self.face_size,
+            "partitions": self.manifest.partition_summary(),
+        }
+
+    def require_modalities(self, wanted: Sequence[str] | None, reader: str = "the model") -> tuple[str, ...]:
+        """``wanted`` in canonical order (None = all stored), checked against what is stored.
+
+        Raises:
+            DatasetError: an unknown modality, or one the dataset does not hold.
+        """
+        chosen = self.modalities if wanted is None else tuple(dict.fromkeys(wanted))
+        unknown = [m for m in chosen if m not in MODALITIES]
+        if unknown or not chosen:
+            raise DatasetError(f"{self.path}: bad modalities {list(chosen)!r} (expected some of {MODALITIES})")
+        missing = [m for m in chosen if m not in self.modalities]
+        if missing:
+            raise DatasetError(
+                f"{self.path}: {reader} needs modalities {missing} that the dataset does not hold "
+                f"(it has {list(self.modalities)}); rebuild it with those modalities"
+            )
+        return tuple(m for m in MODALITIES if m in chosen)
+
+
+def open_dataset(data: str | os.PathLike | DatasetHandle) -> DatasetHandle:
+    """``data`` itself if it is already a handle, else the directory opened."""
+    return data if isinstance(data, DatasetHandle) else DatasetHandle.open(data)

@@ -1,0 +1,176 @@
+"""The one place that spells the file names of a run directory, an evaluation and an export.
+
+A run directory (``emorec train --out RUN``)::
+
+    config.yaml            the resolved config and a run: record
+    history.json, .csv     one row per epoch
+    best.keras             the best epoch's model (by the task's validation score)
+    checkpoints/latest/    the resume checkpoint (weights, optimizer state, counters)
+    tb/                    TensorBoard scalars
+    postprocess.json       the post-processing chain tuned on dev (emorec evaluate --postprocess tune)
+    eval/<partition>/      an evaluation (see EvalDir)
+    export/                the demo flow's export (see ExportDir)
+    learning_curves.png, reconstructions.png, demo_summary.json   (the demo flow)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class RunDir:
+    """Paths inside one training run directory."""
+
+    CONFIG = "config.yaml"
+    HISTORY_JSON = "history.json"
+    HISTORY_CSV = "history.csv"
+    BEST_MODEL = "best.keras"
+    CHECKPOINTS = "checkpoints"
+    LATEST = "latest"
+    TENSORBOARD = "tb"
+    POSTPROCESS = "postprocess.json"
+    EVAL = "eval"
+    EXPORT = "export"
+    LEARNING_CURVES = "learning_curves.png"
+    RECONSTRUCTIONS = "reconstructions.png"
+    DEMO_SUMMARY = "demo_summary.json"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def config(self) -> Path:
+        """``config.yaml``."""
+        return self.path / self.CONFIG
+
+    @property
+    def history_json(self) -> Path:
+        """``history.json``."""
+        return self.path / self.HISTORY_JSON
+
+    @property
+    def history_csv(self) -> Path:
+        """``history.csv``."""
+        return self.path / self.HISTORY_CSV
+
+    @property
+    def best_model(self) -> Path:
+        """``best.keras``."""
+        return self.path / self.BEST_MODEL
+
+    @property
+    def checkpoints(self) -> Path:
+        """``checkpoints/``."""
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def latest(self) -> Path:
+        """``checkpoints/latest/``."""
+        return self.checkpoints / self.LATEST
+
+    @property
+    def tensorboard(self) -> Path:
+        """``tb/``."""
+        return self.path / self.TENSORBOARD
+
+    @property
+    def postprocess(self) -> Path:
+        """``postprocess.json``."""
+        return self.path / self.POSTPROCESS
+
+    def eval_dir(self, partition: str) -> Path:
+        """``eval/<partition>/``."""
+        return self.path / self.EVAL / partition
+
+    @property
+    def export(self) -> Path:
+        """``export/``."""
+        return self.path / self.EXPORT
+
+    @property
+    def learning_curves(self) -> Path:
+        """``learning_curves.png``."""
+        return self.path / self.LEARNING_CURVES
+
+    @property
+    def reconstructions(self) -> Path:
+        """``reconstructions.png``."""
+        return self.path / self.RECONSTRUCTIONS
+
+    @property
+    def demo_summary(self) -> Path:
+        """``demo_summary.json``."""
+        return self.path / self.DEMO_SUMMARY
+
+
+class EvalDir:
+    """Paths inside one evaluation's output directory."""
+
+    METRICS = "metrics.json"
+    PREDICTIONS = "predictions"
+    POSTPROCESSED = "postprocessed"
+    PLOTS = "plots"
+    CONFUSION_CSV = "confusion_matrix.csv"
+    CONFUSION_PNG = "confusion_matrix.png"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.json``."""
+        return self.path / self.METRICS
+
+    def prediction_csv(self, recording_id: str, postprocessed: bool = False) -> Path:
+        """``predictions/<id>.csv`` (or ``postprocessed/<id>.csv``)."""
+        return self.path / (self.POSTPROCESSED if postprocessed else self.PREDICTIONS) / f"{recording_id}.csv"
+
+    def plot(self, recording_id: str) -> Path:
+        """``plots/<id>.png``."""
+        return self.path / self.PLOTS / f"{recording_id}.png"
+
+
+class ExportDir:
+    """Paths inside an export directory (``emorec export RUN OUT``)."""
+
+    EXPORT_JSON = "export.json"
+    KERAS_MODEL = "model.keras"
+    POSTPROCESS = "postprocess.json"
+    SAVED_MODEL = "saved_model"
+    ONNX = "model.onnx"
+    ONNX_STREAMING = "model_step.onnx"
+    LITERT = "model.tflite"
+    LITERT_STREAMING = "model_step.tflite"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def info(self) -> Path:
+        """``export.json``."""
+        return self.path / self.EXPORT_JSON
+
+    @property
+    def keras_model(self) -> Path:
+        """``model.keras``."""
+        return self.path / self.KERAS_MODEL
+
+    @property
+    def postprocess(self) -> Path:
+        """``postprocess.json``."""
+        return self.path / self.POSTPROCESS
+
+    @property
+    def saved_model(self) -> Path:
+        """``saved_model/``."""
+        return self.path / self.SAVED_MODEL

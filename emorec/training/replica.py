@@ -1,0 +1,57 @@
+"""One replica's training update, shared by every training step (windowed, stateful, clips).
+
+The objective's moments are summed across replicas (:mod:`emorec.losses`),
+so its value is the global-batch loss and its gradient that replica's share;
+regularisation (``model.losses``, the same on every replica) is divided by
+the number of replicas. Keras 3's TensorFlow optimizer all-reduces the
+gradients with SUM inside ``apply_gradients``, so the update uses exactly the
+single-device gradient of ``loss + Σ model.losses``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def numeric(batch: dict) -> dict:
+    """The batch without its string tensors (recording ids cannot go to accelerators; steps need none)."""
+    return {k: v for k, v in batch.items() if v.dtype != tf.string}
+
+
+def replica_update(model, forward_model, inputs, batch, objective, optimizer, replicas: int):
+    """One replica's training update; returns (the logged terms as float32, the forward outputs).
+
+    Args:
+        model: the model whose trainable weights are updated.
+        forward_model: runs ``inputs`` (``model`` itself, or a twin sharing its weights).
+        inputs: the model inputs of this replica's slice of the batch.
+        batch: the whole replica batch (labels, mask...) for the objective.
+        objective: ``objective(batch, outputs, reduce_fn) -> (loss, terms)``.
+        optimizer: the Keras optimizer.
+        replicas: replicas in sync (regularisation share).
+
+    Returns:
+        ``(terms, outputs)``: ``terms`` holds the objective's terms plus ``objective``,
+        ``regularization`` and ``loss``.
+    """
+    from emorec.losses import global_moments
+
+    with tf.GradientTape() as tape:
+        outputs = forward_model(inputs, training=True)
+        loss, terms = objective(batch, outputs, reduce_fn=global_moments)
+        reg = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+        # Every replica holds the same weights, so each adds its 1/replicas share of
+        # the penalty and the SUM of the replica gradients counts it once.
+        scaled = loss + reg / replicas
+    grads = tape.gradient(scaled, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    out = {k: tf.cast(v, tf.float32) for k, v in terms.items()}
+    out["objective"] = tf.cast(loss, tf.float32)
+    out["regularization"] = tf.cast(reg, tf.float32)
+    out["loss"] = out["objective"] + out["regularization"]
+    return out, outputs
+
+
+def reduce_terms(strategy, per_replica: dict) -> dict:
+    """Per-replica terms to one value each (replicas agree on global terms; MEAN averages local ones)."""
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}

@@ -14,7 +14,9 @@ With ``--verbose`` nothing is filtered and TensorFlow's own log level is left
 at its default.
 
 Call :func:`configure` once, at a command's entry point, before TensorFlow is
-imported; library modules only log through :mod:`logging`.
+imported; library modules only log through :mod:`logging`. ``EMOREC_STDERR_FILTER=0``
+leaves descriptor 2 alone (the test suite sets it: pytest swaps that
+descriptor around every test).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import threading
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
+FILTER_ENV = "EMOREC_STDERR_FILTER"
 # absl/glog line prefix: severity letter, MMDD, time, thread id, file:line]
 _CPP_LOG = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^ \]]+:\d+\]")
 _ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
@@ -105,11 +108,19 @@ def _install_fd_filter() -> None:
     os.dup2(write_end, 2)
     os.close(write_end)
 
+    broken = []
+
     def forward(data: bytes) -> None:
+        # Once the terminal is gone, keep draining the pipe so that writers never block.
+        if broken:
+            return
         view = memoryview(data)
-        while view:
-            written = os.write(original, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(original, view)
+                view = view[written:]
+        except OSError:
+            broken.append(True)
 
     line_filter = _LineFilter(forward)
 
@@ -182,7 +193,7 @@ def configure(verbosity: int = NORMAL) -> None:
         os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     else:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        if _fd_is_terminal_or_file():
+        if os.environ.get(FILTER_ENV, "1") != "0" and _fd_is_usable():
             _install_fd_filter()
     level = {QUIET: logging.WARNING, NORMAL: logging.INFO}.get(verbosity, logging.DEBUG)
     root = logging.getLogger("emorec")
@@ -199,7 +210,7 @@ def configure(verbosity: int = NORMAL) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= VERBOSE else logging.ERROR)
 
 
-def _fd_is_terminal_or_file() -> bool:
+def _fd_is_usable() -> bool:
     """True when descriptor 2 is usable (not closed); the filter is pointless without it."""
     try:
         os.fstat(2)

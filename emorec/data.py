@@ -52,7 +52,7 @@ import tensorflow as tf
 
 from emorec.augment import augment_faces
 from emorec.dataset import DatasetHandle, open_dataset
-from emorec.errors import ConfigError
+from emorec.errors import ConfigError, DatasetError
 from emorec.schema import (
     CTX_RECORDING_ID,
     CTX_START_FRAME,
@@ -100,13 +100,13 @@ class _Plan:
 def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None) -> _Plan:
     shards = data.shards(partition)
     if not shards:
-        raise ConfigError(f"{data.path}: dataset has no recordings in partition {partition!r}")
+        raise DatasetError(f"{data.path}: dataset has no recordings in partition {partition!r}")
     wanted = data.require_modalities(modalities, "the reader")
     paths = []
     for shard in shards:
         path = data.path / shard.path
         if not path.is_file():
-            raise ConfigError(f"{path}: shard listed in {data.path / 'manifest.json'} is missing")
+            raise DatasetError(f"{path}: shard listed in {data.path / 'manifest.json'} is missing")
         paths.append(str(path))
     return _Plan(
         data_dir=data.path,
@@ -591,13 +591,13 @@ def read_recordings(
                     if key != "recording_id":
                         parts.setdefault(key, []).append(value)
         except tf.errors.OpError as exc:
-            raise ConfigError(f"{path}: cannot read shard ({exc.message})") from exc
+            raise DatasetError(f"{path}: cannot read shard ({exc.message})") from exc
         if not parts:
-            raise ConfigError(f"{path}: shard holds no windows")
+            raise DatasetError(f"{path}: shard holds no windows")
         stitched = {k: np.concatenate(v) for k, v in parts.items()}
         index = stitched.pop("frame", np.zeros(0, np.int64))
         if not np.array_equal(index, np.arange(expected)):
-            raise ConfigError(
+            raise DatasetError(
                 f"{path}: holds {len(index)} valid frames, manifest says {expected} (frames 0..N-1 expected)"
             )
         arrays = {"mask": stitched.pop(FL_VALID).astype(np.float32)}

@@ -185,6 +185,9 @@ def predict_media(
     """
     from emorec.evaluate import frame_times
 
+    chunk_frames = DEFAULT_CHUNK_FRAMES if chunk_frames is None else int(chunk_frames)
+    if chunk_frames < 1:
+        raise ConfigError(f"--chunk-frames must be a positive integer, got {chunk_frames}")
     export = ExportDir(export_dir)
     info = read_export_info(export.path)
     params, window = None, None
@@ -206,7 +209,7 @@ def predict_media(
     arrays = media_frames(media, info, cache_dir=cache_dir, progress=progress)
     inputs = {k: v[None] for k, v in arrays.items()}
     if stream:
-        raw = run_streaming(export.path, inputs, chunk_frames or DEFAULT_CHUNK_FRAMES)[0][0]
+        raw = run_streaming(export.path, inputs, chunk_frames)[0][0]
         mode = "streaming"
     else:
         raw = run_offline(export.path, inputs, window)[0]

@@ -6,21 +6,37 @@ settings: ``units`` (default 8), ``dropout`` (default 0.0), ``l2`` (default 1e-3
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
+from emorec.config import ModelConfig, setting
+from emorec.config.base import fraction, non_negative_number, positive_int
 from emorec.models.registry import register_model
 from emorec.schema import FRAME_SAMPLES
 
 NAME = "_test_tiny_lstm"
 
-@register_model(NAME, modalities=("audio",), description="training-test model")
-def build_tiny(config: dict) -> keras.Model:
+
+@dataclasses.dataclass(frozen=True)
+class TinyConfig(ModelConfig):
+    """The tiny model's settings."""
+
+    NAMES = (NAME,)
+    units: int = setting(8, positive_int)
+    dropout: float = setting(0.0, fraction())
+    l2: float = setting(1e-3, non_negative_number)
+
+
+@register_model(NAME, modalities=("audio",), config_class=TinyConfig, description="training-test model")
+def build_tiny(config) -> keras.Model:
     """Dense(units, tanh, L2) per frame -> Dropout -> LSTM(units) -> Dense(2)."""
-    units = int(config.get("units", 8))
+    config = TinyConfig.for_model(NAME, config)
+    units = config.units
     audio = keras.Input((None, FRAME_SAMPLES), name="audio")
     x = keras.layers.Dense(units, activation="tanh",
-                           kernel_regularizer=keras.regularizers.L2(float(config.get("l2", 1e-3))))(audio)
-    x = keras.layers.Dropout(float(config.get("dropout", 0.0)))(x)
+                           kernel_regularizer=keras.regularizers.L2(config.l2))(audio)
+    x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.LSTM(units, return_sequences=True)(x)
     emotion = keras.layers.Dense(2, name="emotion")(x)
     return keras.Model({"audio": audio}, {"emotion": emotion}, name="tiny_lstm")

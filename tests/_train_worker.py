@@ -34,8 +34,7 @@ def main() -> int:
         configure_cpu_devices(args.cpus)
     import _tiny_model  # noqa: F401  (registers the model)
     import numpy as np
-
-    from emorec import train as cli
+    from cli_run import train_result
 
     losses = []
     out_dir = Path(rest[rest.index("--out") + 1])
@@ -46,7 +45,7 @@ def main() -> int:
             time.sleep(args.delay)
 
     try:
-        result = cli.run(rest, on_step=on_step)
+        result = train_result(rest, on_step=on_step)
     except Exception as exc:  # report like the CLI, keep the exit code meaningful
         from emorec.errors import EmorecError
 

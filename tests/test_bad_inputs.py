@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from media_samples import astronaut_face_video, speech_wav
 
+from emorec.cli import main as cli_main
+from emorec.corpus.validate import validate_dataset
 from emorec.errors import AlignmentError, LabelError, MediaError
 from emorec.manifest import read_manifest
 from emorec.media.write import write_wav
 from emorec.recording import BuildOptions, RecordingSource, prepare_recording
-from tfrecords_tools import build
-from tfrecords_tools.validate import main as validate_main
-from tfrecords_tools.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "recording,partition,subject,audio,video,labels"
@@ -46,7 +45,7 @@ def media(tmp_path_factory):
     write_labels(root / "good.csv", np.arange(26) * 0.04)
     (root / "good_rows.csv").write_text(f"{HEADER}\ngood,train,s1,good.wav,,good.csv\n")
     dataset = root / "dataset"
-    assert build.main(["manifest", str(root / "good_rows.csv"), str(dataset),
+    assert cli_main(["build", "manifest", str(root / "good_rows.csv"), str(dataset),
                        "--modalities", "audio", "--no-progress"]) == 0
     return root
 
@@ -59,7 +58,7 @@ def build_with_bad_row(media, tmp_path, row, capsys, extra=("--modalities", "aud
     csv = media / f"rows_{tmp_path.name}.csv"
     csv.write_text(f"{HEADER}\ngood,train,s1,good.wav,,good.csv\n{row}\n")
     capsys.readouterr()
-    assert build.main(["manifest", str(csv), str(out), *extra, "--no-progress"]) == 2
+    assert cli_main(["build", "manifest", str(csv), str(out), *extra, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "\nerror: " in "\n" + err
     # Nothing half-written: the manifest is unchanged, no shard or temporary file for "bad".
@@ -197,7 +196,7 @@ def test_video_without_any_face(media, tmp_path, capsys):
     csv = tmp_path / "rows.csv"
     csv.write_text(f"{HEADER}\nbad,train,s2,,{media / 'noface.mp4'},\n")
     out = tmp_path / "out"
-    assert build.main(["manifest", str(csv), str(out), "--cache-dir", str(tmp_path / "faces"),
+    assert cli_main(["build", "manifest", str(csv), str(out), "--cache-dir", str(tmp_path / "faces"),
                        "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "noface.mp4: no detectable face in any of its 10 frames" in err
@@ -214,13 +213,13 @@ def test_truncated_shard_is_repaired_by_a_rerun(media, tmp_path, capsys):
         handle.truncate(len(good_bytes) // 3)
     (out / "train" / ".good.tfrecord.abc123.tmp").write_bytes(b"half")
     capsys.readouterr()
-    assert validate_main([str(out), "--no-progress"]) == 1
+    assert cli_main(["validate", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert f"error: {shard}: {len(good_bytes) // 3} bytes, the manifest says {len(good_bytes)}" in err
     assert f"error: {shard}: window 0: unreadable record, truncated or corrupt file" in err
     assert "temporary file left by a killed build" in err
 
-    assert build.main(["manifest", str(media / "good_rows.csv"), str(out), "--modalities", "audio",
+    assert cli_main(["build", "manifest", str(media / "good_rows.csv"), str(out), "--modalities", "audio",
                        "--no-progress"]) == 0
     assert shard.read_bytes() == good_bytes and emorec_leftovers(out) == []
     assert validate_dataset(out).ok
@@ -233,11 +232,11 @@ def test_manifest_of_another_schema_version(media, tmp_path, capsys):
     doc["schema_version"] = 0
     (out / "manifest.json").write_text(json.dumps(doc))
     capsys.readouterr()
-    assert validate_main([str(out), "--no-progress"]) == 2
+    assert cli_main(["validate", str(out), "--no-progress"]) == 2
     assert "dataset has schema version 0, this emorec reads version 1" in capsys.readouterr().err
     args = ["manifest", str(media / "good_rows.csv"), str(out), "--modalities", "audio", "--no-progress"]
-    assert build.main(args) == 2
+    assert cli_main(["build", *args]) == 2
     err = capsys.readouterr().err
     assert f"{out / 'manifest.json'}: dataset has schema version 0" in err and "--force" in err
-    assert build.main([*args, "--force"]) == 0
+    assert cli_main(["build", *args, "--force"]) == 0
     assert read_manifest(out).schema_version == 1 and validate_dataset(out).ok

@@ -12,13 +12,14 @@ import tensorflow as tf
 from media_samples import astronaut_face_video, speech_wav
 from scipy.signal import resample_poly
 
+from emorec.cli import main as cli_main
+from emorec.corpus import build
+from emorec.corpus.validate import validate_dataset
 from emorec.errors import ConfigError
 from emorec.manifest import file_sha256, read_manifest
 from emorec.media.write import float_to_int16
+from emorec.recording import BuildOptions
 from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, decode_window
-from tfrecords_tools import build
-from tfrecords_tools.validate import main as validate_main
-from tfrecords_tools.validate import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def write_csv(path, rows):
 
 def run_build(*args):
     """Run the build CLI in-process; return its exit status."""
-    return build.main([*map(str, args), "--no-progress"])
+    return cli_main(["build", *map(str, args), "--no-progress"])
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +249,7 @@ def test_resume_skips_complete_recordings(speech, tmp_path, capsys):
 
     # Other options: refused without --force, rebuilt with it.
     with pytest.raises(ConfigError):
-        build.build_dataset([], out, build.BuildOptions(window=2.0, modalities=("audio",)), "manifest")
+        build.build_dataset([], out, BuildOptions(window=2.0, modalities=("audio",)), "manifest")
     capsys.readouterr()
     assert run_build(*args, "--window", "2.0") == 2
     err = capsys.readouterr().err
@@ -314,7 +315,7 @@ def test_cli_subprocess(speech, tmp_path, capsys):
     rows = [line.split() for line in proc.stdout.splitlines()]
     assert ["test", "1", "1", "2", "175", "-", "no"] in rows
     # The validate CLI in-process (a second TensorFlow start-up would double the time).
-    assert validate_main([str(out), "--no-progress"]) == 0
+    assert cli_main(["validate", str(out), "--no-progress"]) == 0
     assert "1 shards, 2 windows, 175 frames; 0 errors" in capsys.readouterr().out
 
 
@@ -418,7 +419,7 @@ def test_streamed_audio_memory_does_not_grow_with_the_recording(tmp_path):
 
 
 def test_default_demo_jobs_gives_each_worker_two_recordings(monkeypatch):
-    from tfrecords_tools.build import default_demo_jobs
+    from emorec.demo.cache import default_demo_jobs
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert [default_demo_jobs(n) for n in (1, 2, 3, 6, 8)] == [1, 1, 1, 2, 2]

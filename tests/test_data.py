@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from dataset_factory import make_dataset_dir
+from read_spec import make_dataset
 
 from emorec.data import (
-    dataset_summary,
-    make_dataset,
-    partition_has_labels,
     read_recordings,
     stream_layout,
 )
-from emorec.errors import ConfigError
+from emorec.dataset import DatasetHandle
+from emorec.errors import EmorecError
 from emorec.schema import FRAME_SAMPLES, NUM_LANDMARKS
 
 FACE = 16
@@ -198,7 +197,7 @@ def test_rewindowing_with_a_remainder_pads_with_mask(av_dataset):
 
 def test_longer_windows_than_stored_need_stream_mode(av_dataset):
     data_dir, _ = av_dataset
-    with pytest.raises(ConfigError, match="10 frames"):
+    with pytest.raises(EmorecError, match="10 frames"):
         make_dataset(data_dir, "train", batch_size=2, window_frames=20)
 
 
@@ -306,7 +305,8 @@ def test_stream_layout_is_greedy_with_ties_to_the_lowest_lane():
 
 def test_unlabelled_partition_gives_zero_labels(av_dataset):
     data_dir, truth = av_dataset
-    assert partition_has_labels(data_dir, "dev") and not partition_has_labels(data_dir, "test")
+    handle = DatasetHandle.open(data_dir)
+    assert handle.has_labels("dev") and not handle.has_labels("test")
     rows = _rows(_batches(make_dataset(data_dir, "test", batch_size=2)))
     assert all(not r["labels"].any() for r in rows)
     assert sum(r["mask"].sum() for r in rows) == LENGTHS[0]
@@ -314,7 +314,7 @@ def test_unlabelled_partition_gives_zero_labels(av_dataset):
         _check_row_against_truth(row, truth, video_tol=2.0)
     (rid, arrays), = read_recordings(data_dir, "test")
     assert rid == "test_1" and "labels" not in arrays
-    summary = dataset_summary(data_dir)
+    summary = handle.summary()
     assert summary["partitions"]["test"]["has_labels"] is False
     assert summary["window_frames"] == 10 and summary["face_size"] == FACE
 
@@ -330,7 +330,7 @@ def test_single_modality_datasets(tmp_path, stored):
     for row in _rows([batch]):
         _check_row_against_truth(row, truth, video_tol=2.0)
     other = "audio" if has_video else "video"
-    with pytest.raises(ConfigError, match=str(data_dir)):
+    with pytest.raises(EmorecError, match=str(data_dir)):
         make_dataset(data_dir, "dev", batch_size=2, modalities=[other])
 
 
@@ -368,13 +368,13 @@ def test_read_recordings_with_overlapping_hops_and_a_subset(tmp_path):
 
 def test_bad_inputs_raise_config_errors_naming_the_file(av_dataset, tmp_path):
     data_dir, _ = av_dataset
-    with pytest.raises(ConfigError, match="manifest"):
+    with pytest.raises(EmorecError, match="manifest"):
         make_dataset(tmp_path / "nowhere", "train", batch_size=2)
     dev_only, _ = make_dataset_dir(tmp_path, recordings={"dev": 1}, frames=4, window_frames=4,
                                    modalities=("audio",))
-    with pytest.raises(ConfigError, match="no recordings in partition 'train'"):
+    with pytest.raises(EmorecError, match="no recordings in partition 'train'"):
         make_dataset(dev_only, "train", batch_size=2)
-    with pytest.raises(ConfigError, match="bad modalities"):
+    with pytest.raises(EmorecError, match="bad modalities"):
         make_dataset(data_dir, "train", batch_size=2, modalities=["text"])
 
 
@@ -382,7 +382,7 @@ def test_missing_shard_is_reported(tmp_path):
     data_dir, _ = make_dataset_dir(tmp_path, recordings={"dev": 2}, frames=4, window_frames=4,
                                    modalities=("audio",))
     (data_dir / "dev" / "dev_2.tfrecord").unlink()
-    with pytest.raises(ConfigError, match="dev_2.tfrecord"):
+    with pytest.raises(EmorecError, match="dev_2.tfrecord"):
         make_dataset(data_dir, "dev", batch_size=2)
 
 
@@ -394,7 +394,7 @@ def test_read_recordings_rejects_a_manifest_that_disagrees_with_the_shard(tmp_pa
     doc = json.loads((data_dir / "manifest.json").read_text())
     doc["shards"][0]["frames"] = 10
     (data_dir / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(ConfigError, match="dev_1.tfrecord: holds 9 valid frames, manifest says 10"):
+    with pytest.raises(EmorecError, match="dev_1.tfrecord: holds 9 valid frames, manifest says 10"):
         list(read_recordings(data_dir, "dev"))
 
 
@@ -414,7 +414,7 @@ def test_stream_mode_rejects_a_manifest_that_disagrees_with_the_shard(tmp_path):
 def test_gaps_between_stored_windows_are_reported(tmp_path):
     data_dir, _ = make_dataset_dir(tmp_path, recordings={"dev": 1}, frames=14, window_frames=4,
                                    hop_frames=6, modalities=("audio",))
-    with pytest.raises(ConfigError, match="cannot be streamed"):
+    with pytest.raises(EmorecError, match="cannot be streamed"):
         make_dataset(data_dir, "dev", batch_size=1, stream_ordered=True)
-    with pytest.raises(ConfigError, match="dev_1.tfrecord.*frames missing"):
+    with pytest.raises(EmorecError, match="dev_1.tfrecord.*frames missing"):
         list(read_recordings(data_dir, "dev"))

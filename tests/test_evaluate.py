@@ -12,8 +12,13 @@ import pytest
 from dataset_factory import make_dataset_dir
 
 from emorec import evaluate as ev
+from emorec.cli import main as cli_main
+from emorec.config import resolve_config
+from emorec.errors import ConfigError
 from emorec.metrics import evaluate_recordings
 from emorec.postprocess import PostprocessParams, apply_postprocessing
+from emorec.protocol import Protocol, load_protocol
+from emorec.rundir import EvalDir, RunDir
 from emorec.schema import FRAME_PERIOD
 
 TINY_AUDIO = {"name": "e2e_audio", "lstm_units": 8, "lstm_layers": 2}
@@ -23,7 +28,6 @@ LENGTHS = [23, 37]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A dataset (train 1, dev 2 labelled; test 1 unlabelled) and a run trained for 2 steps by the engine."""
-    from emorec.config import resolve_config
     from emorec.training.engine import train
 
     root = tmp_path_factory.mktemp("eval")
@@ -62,11 +66,11 @@ def _close(a, b):
 
 def test_tune_writes_outputs_and_metrics_match_csvs(trained, tmp_path):
     data_dir, run_dir, truth = trained
-    (run_dir / ev.POSTPROCESS_FILE).unlink(missing_ok=True)
+    (run_dir / RunDir.POSTPROCESS).unlink(missing_ok=True)
     out = tmp_path / "dev"
     result = ev.evaluate_run(run_dir, data_dir, "dev", "tune", out_dir=out, progress=False)
-    assert (run_dir / ev.POSTPROCESS_FILE).is_file()
-    on_disk = json.loads((out / ev.METRICS_FILE).read_text())
+    assert (run_dir / RunDir.POSTPROCESS).is_file()
+    on_disk = json.loads((out / EvalDir.METRICS).read_text())
     assert on_disk["raw"]["arousal"]["ccc"] == result["raw"]["arousal"]["ccc"]
     assert on_disk["eval_window"] == {"mode": "train", "frames": 10, "chunk_frames": None}
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == ["dev_1.png", "dev_2.png"]
@@ -89,7 +93,7 @@ def test_tune_writes_outputs_and_metrics_match_csvs(trained, tmp_path):
         assert result["postprocessed"][name]["ccc"] >= result["raw"][name]["ccc"] - 1e-12
 
     # The post-processed CSVs are the stored chain applied to the raw CSVs.
-    params = PostprocessParams.load(run_dir / ev.POSTPROCESS_FILE)
+    params = PostprocessParams.load(run_dir / RunDir.POSTPROCESS)
     again = apply_postprocessing(params, {k: v[1] for k, v in raw.items()})
     for rid, (_, pred) in _csv_pairs(out / "postprocessed").items():
         np.testing.assert_allclose(pred, again[rid], rtol=1e-6, atol=1e-7)
@@ -132,36 +136,95 @@ def test_eval_windows_equal_direct_model_calls(trained):
         part = model({"audio": audio[:, start:start + 10]}, training=False)["emotion"].numpy()[0]
         np.testing.assert_allclose(windowed[start:start + 10], part, atol=1e-5)
     assert not np.allclose(windowed[10:], whole[10:], atol=1e-5)  # the state reset matters
-    assert ev.resolve_eval_window("0.8", {"data": {"window": 0.4}}) == 20
-    assert ev.resolve_eval_window("whole", {"data": {"window": 0.4}}) is None
+    config = resolve_config({"model": TINY_AUDIO, "data": {"window": 0.4}})
+    assert ev.resolve_eval_window("0.8", config) == 20
+    assert ev.resolve_eval_window("train", config) == 10
+    assert ev.resolve_eval_window("whole", config) is None
 
 
 def test_cli_and_errors(trained, tmp_path, capsys):
     data_dir, run_dir, _ = trained
     out = tmp_path / "cli"
-    assert ev.main([str(run_dir), "--data", str(data_dir), "--partition", "dev", "--eval-window", "whole",
-                    "--chunk-frames", "5", "--out", str(out), "--no-plots", "--no-progress"]) == 0
-    result = json.loads((out / ev.METRICS_FILE).read_text())
+    assert cli_main(["evaluate", str(run_dir), "--data", str(data_dir), "--partition", "dev", "--eval-window",
+                     "whole", "--chunk-frames", "5", "--out", str(out), "--no-plots", "--no-progress"]) == 0
+    result = json.loads((out / EvalDir.METRICS).read_text())
     assert result["eval_window"] == {"mode": "whole", "frames": None, "chunk_frames": 5}
     assert not (out / "plots").exists()
     assert "CCC" in capsys.readouterr().out
 
-    assert ev.main([str(tmp_path / "nope"), "--data", str(data_dir), "--partition", "dev"]) == 2
+    assert cli_main(["evaluate", str(tmp_path / "nope"), "--data", str(data_dir), "--partition", "dev"]) == 2
     assert "config.yaml" in capsys.readouterr().err
-    assert ev.main([str(run_dir), "--data", str(data_dir), "--partition", "test", "--postprocess", "tune"]) == 2
+    assert cli_main(["evaluate", str(run_dir), "--data", str(data_dir), "--partition", "test",
+                     "--postprocess", "tune"]) == 2
     assert "error: --postprocess tune chooses the chain on dev" in capsys.readouterr().err
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(run_dir / "config.yaml", bare / "config.yaml")
     shutil.copy(run_dir / "best.keras", bare / "best.keras")
-    assert ev.main([str(bare), "--data", str(data_dir), "--partition", "test", "--postprocess", "apply"]) == 2
+    assert cli_main(["evaluate", str(bare), "--data", str(data_dir), "--partition", "test",
+                     "--postprocess", "apply"]) == 2
     assert "postprocess.json" in capsys.readouterr().err
 
 
 def test_protocol_file_matches_builtin_copy():
-    assert ev.default_protocol_path().is_file()
-    assert ev.load_protocol() == ev.DEFAULT_PROTOCOL
-    assert ev.load_protocol()["metrics"]["convention"] == "avec"
+    from emorec.protocol import default_protocol_path
+
+    assert default_protocol_path().is_file()
+    assert load_protocol() == Protocol()
+    assert load_protocol().metrics.convention == "avec"
+
+
+def test_protocol_keys_take_effect(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    base = load_protocol().to_dict()
+    # metrics.also: only the listed extras are reported.
+    lean = dict(base, metrics={"convention": "avec", "also": ["rmse"]})
+    result = ev.evaluate_run(run_dir, data_dir, "dev", protocol=lean, out_dir=tmp_path / "lean", plots=False,
+                             progress=False)
+    assert set(result["raw"]["arousal"]) == {"ccc", "rmse"} and "E_av" in result["raw"]
+    # postprocess.steps: the chain is the protocol's, in its order.
+    smoothing = dict(base, postprocess={**base["postprocess"], "steps": ["exponential_smoothing", "centring"]})
+    result = ev.evaluate_run(run_dir, data_dir, "dev", "tune", protocol=smoothing, out_dir=tmp_path / "s",
+                             plots=False, progress=False)
+    dims = result["postprocess"]["params"]["dimensions"]
+    assert [s["step"] for s in dims[0]["steps"]] == ["exponential_smoothing", "centring"]
+    assert dims[0]["order"] == ["exponential_smoothing", "centring"]
+    # partitions.apply: the stored chain is refused elsewhere.
+    dev_only = dict(base, partitions={"tune": "dev", "apply": ["dev"]})
+    with pytest.raises(ConfigError, match=r"applies the stored chain only on dev \(partitions.apply\)"):
+        ev.evaluate_run(run_dir, data_dir, "test", "apply", protocol=dev_only, out_dir=tmp_path / "x",
+                        progress=False)
+    # inference.eval_window: the default window, and the stored chain remembers it.
+    whole = dict(base, inference={"eval_window": "whole", "chunk_frames": 750})
+    result = ev.evaluate_run(run_dir, data_dir, "dev", protocol=whole, out_dir=tmp_path / "w", plots=False,
+                             progress=False)
+    assert result["eval_window"]["mode"] == "whole"
+    with pytest.raises(ConfigError, match=r"unknown protocol key\(s\) headline"):
+        load_protocol(dict(base, headline="concatenated"))
+    with pytest.raises(ConfigError, match=r"postprocess.steps\[0\] must be one of"):
+        load_protocol(dict(base, postprocess={"steps": ["wiener"]}))
+
+
+def test_applying_a_chain_tuned_on_another_window_is_refused(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    ev.evaluate_run(run_dir, data_dir, "dev", "tune", out_dir=tmp_path / "t", plots=False, progress=False)
+    params = PostprocessParams.load(run_dir / RunDir.POSTPROCESS)
+    assert params.inference == {"eval_window": "train", "frames": 10}
+    with pytest.raises(ConfigError, match=r"tuned on predictions made with eval window 'train'.*--eval-window"):
+        ev.evaluate_run(run_dir, data_dir, "dev", "apply", eval_window="whole", out_dir=tmp_path / "a",
+                        plots=False, progress=False)
+
+
+def test_chen_jin_protocol_smooths(trained, tmp_path):
+    from emorec.protocol import default_protocol_path
+
+    data_dir, run_dir, _ = trained
+    path = default_protocol_path().parent / "chen_jin2015.yaml"
+    result = ev.evaluate_run(run_dir, data_dir, "dev", "tune", protocol=path, out_dir=tmp_path / "cj",
+                             plots=False, progress=False)
+    assert result["protocol"] == "chen_jin2015" and result["eval_window"]["mode"] == "whole"
+    steps = result["postprocess"]["params"]["dimensions"][0]["steps"]
+    assert [s["step"] for s in steps] == ["exponential_smoothing"]
 
 
 def test_video_model_gets_faces_in_unit_range(tmp_path):

@@ -1,4 +1,5 @@
-"""emorec.export: SavedModels equal the Keras model; the streaming SavedModel chunk by chunk equals offline."""
+"""emorec.export: one SavedModel whose offline signature equals the Keras model and whose streaming
+signature, chunk by chunk, equals offline; variables stored once; decoders left out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import tensorflow as tf
 from dataset_factory import make_dataset_dir
 
 from emorec import export as ex
+from emorec.cli import main as cli_main
+from emorec.rundir import ExportDir
 from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES
 
 UNITS = 8
@@ -19,15 +22,15 @@ def make_run(root, model_config: dict, modalities=("audio",), seed=0):
     """A run directory as the training engine lays it out (config.yaml + best.keras), from an untrained model."""
     import keras
 
-    from emorec.config import resolve_config, save_config
-    from emorec.models.registry import build_model
+    from emorec.config import resolve_config
+    from emorec.models import build_model
 
     data_dir, _ = make_dataset_dir(root, recordings={"dev": 1}, frames=12, window_frames=6,
                                    modalities=modalities, seed=seed)
     config = resolve_config({"model": model_config,
                              "data": {"window": 6 * FRAME_PERIOD, "modalities": list(modalities)}})
     run_dir = root / "run"
-    save_config(config, run_dir, {"data_dir": str(data_dir)})
+    config.save(run_dir, {"data_dir": str(data_dir)})
     keras.utils.set_random_seed(seed)
     model = build_model(model_config["name"], model_config)
     model.save(run_dir / "best.keras")
@@ -55,13 +58,13 @@ def audio_export(tmp_path_factory):
     params = PostprocessParams([DimensionParams("arousal", shift=3), DimensionParams("valence", offset=0.5)])
     params.save(run_dir / "postprocess.json")
     out = root / "export"
-    assert ex.main([str(run_dir), str(out)]) == 0
+    assert cli_main(["export", str(run_dir), str(out)]) == 0
     return out, model
 
 
 def test_layout_and_export_json(audio_export):
     out, _ = audio_export
-    info = json.loads((out / ex.EXPORT_JSON).read_text())
+    info = json.loads((out / ExportDir.EXPORT_JSON).read_text())
     assert info["model"] == "e2e_audio" and info["inputs"] == ["audio"] and info["modalities"] == ["audio"]
     assert info["face_size"] is None and info["frame_period"] == FRAME_PERIOD
     assert info["audio_norm"] == "none" and info["label_alignment"] == "end"
@@ -69,13 +72,18 @@ def test_layout_and_export_json(audio_export):
     assert info["streaming"]["state_shape"] == [4, UNITS]
     assert info["postprocess"] == "postprocess.json"
     assert json.loads((out / "postprocess.json").read_text())["dimensions"][0]["shift"] == 3
-    for name in ("model.keras", "saved_model/saved_model.pb", "streaming_saved_model/saved_model.pb"):
+    for name in ("model.keras", "saved_model/saved_model.pb"):
         assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.keras", "postprocess.json",
+                                                     "saved_model"]
+    # model.keras is the run's best.keras itself (a hard link), not a second copy.
+    assert (out / "model.keras").stat().st_ino == (out.parent / "run" / "best.keras").stat().st_ino
 
 
 def test_offline_saved_model_equals_keras(audio_export):
     out, model = audio_export
-    loaded = tf.saved_model.load(str(out / ex.OFFLINE_DIR))
+    loaded = tf.saved_model.load(str(out / ExportDir.SAVED_MODEL))
+    assert sorted(loaded.signatures) == ["initial_state", "serving_default", "step"]
     serve = loaded.signatures["serving_default"]
     assert sorted(serve.structured_input_signature[1]) == ["audio"]
     rng = np.random.default_rng(0)
@@ -90,7 +98,7 @@ def test_offline_saved_model_equals_keras(audio_export):
 
 def test_streaming_saved_model_chunks_equal_offline(audio_export):
     out, model = audio_export
-    loaded = tf.saved_model.load(str(out / ex.STREAMING_DIR))
+    loaded = tf.saved_model.load(str(out / ExportDir.SAVED_MODEL))
     zeros = loaded.signatures["initial_state"](batch_size=tf.constant(2))["states"]
     assert zeros.shape == (2, 4, UNITS) and not np.any(zeros.numpy())
     # Two streams (different recordings) served in one batch.
@@ -115,7 +123,7 @@ def test_keras_lstm_streaming_export(tmp_path):
     run_dir, model = make_run(tmp_path, config)
     info = ex.export_run(run_dir, tmp_path / "export", model=model)
     assert info["streaming"]["state_shape"] == [4, UNITS]
-    loaded = tf.saved_model.load(str(tmp_path / "export" / ex.STREAMING_DIR))
+    loaded = tf.saved_model.load(str(tmp_path / "export" / ExportDir.SAVED_MODEL))
     audio = np.random.default_rng(2).normal(0, 0.3, (1, 17, FRAME_SAMPLES)).astype(np.float32)
     want = model({"audio": audio}, training=False)["emotion"].numpy()
     zeros = loaded.signatures["initial_state"](batch_size=tf.constant(1))["states"]
@@ -123,6 +131,19 @@ def test_keras_lstm_streaming_export(tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_one_copy_of_the_weights_and_no_decoders(tmp_path):
+    # ae_lstm's decoders play no part in prediction: the export holds the encoders and the head once,
+    # whatever the number of signatures.
+    config = {"name": "ae_lstm", "lstm_units": UNITS, "face_latent": 16, "face_size": 32, "audio_latent": 8}
+    run_dir, model = make_run(tmp_path, config, modalities=("audio", "video"))
+    ex.export_run(run_dir, tmp_path / "export", model=model)
+    reader = tf.train.load_checkpoint(str(tmp_path / "export" / "saved_model" / "variables" / "variables"))
+    stored = sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
+                 if "OBJECT_GRAPH" not in name and "save_counter" not in name)
+    decoders = sum(model.get_layer(n).count_params() for n in ("face_decoder", "audio_decoder"))
+    assert stored == model.count_params() - decoders
+
+
 def test_errors(tmp_path, capsys):
-    assert ex.main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert cli_main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "config.yaml" in capsys.readouterr().err

@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_run import train_result
+from log_capture import capture_logs
 
-from emorec import train as cli
+from emorec.cli import build_parser
+from emorec.cli import main as cli_main
 from emorec.schema import FRAME_PERIOD
 
 pytestmark = pytest.mark.slow
@@ -47,17 +50,17 @@ def _environ(**values):
 
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
-    """Run the main job once; returns (run_dir, cache_dir, stdout, result)."""
+    """Run the main job once through the command; returns (run_dir, cache_dir, stdout, demo_summary.json)."""
     root = tmp_path_factory.mktemp("main_job")
     run_dir, cache = root / "run", root / "cache"
-    argv = ["--model", "ae_lstm", "--out", str(run_dir), "--no-progress"]
+    argv = ["train", "--model", "ae_lstm", "--out", str(run_dir), "--no-progress"]
     for setting in TINY_MODEL + SCHEDULE:
         argv += ["--set", setting]
     stdout = io.StringIO()
     with _environ(EMOREC_CACHE=str(cache), EMOREC_DEMO_SPEC=json.dumps(TINY_SPEC)):
         with contextlib.redirect_stdout(stdout):
-            result = cli.run(argv)
-    return run_dir, cache, stdout.getvalue(), result
+            assert cli_main(argv) == 0
+    return run_dir, cache, stdout.getvalue(), json.loads((run_dir / "demo_summary.json").read_text())
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -69,13 +72,13 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_run_directory_holds_every_output(main_job):
-    run_dir, cache, _, result = main_job
-    assert result.global_step == 2 and result.best_epoch == 1
+    run_dir, cache, _, summary = main_job
+    assert summary["global_step"] == 2 and summary["best_epoch"] == 1
     for name in ("config.yaml", "history.json", "best.keras", "postprocess.json", "demo_summary.json",
                  "eval/dev/metrics.json", "eval/dev/predictions/dev_1.csv",
                  "eval/dev/postprocessed/dev_1.csv", "eval/dev/plots/dev_1.png",
                  "export/export.json", "export/model.keras", "export/saved_model/saved_model.pb",
-                 "export/streaming_saved_model/saved_model.pb", "learning_curves.png", "reconstructions.png"):
+                 "learning_curves.png", "reconstructions.png"):
         assert (run_dir / name).is_file(), name
     # The demo dataset was built into the cache given by $EMOREC_CACHE, train and dev only.
     from emorec.manifest import read_manifest
@@ -158,33 +161,35 @@ def test_export_predicts_a_real_mp4_every_40_ms(main_job, tmp_path):
 
 
 def test_cached_demo_dataset_is_reused_and_repaired(main_job):
-    from tfrecords_tools.build import ensure_demo_dataset
+    from emorec.demo.cache import ensure_demo_dataset
 
     _, cache, _, _ = main_job
     with _environ(EMOREC_CACHE=str(cache), EMOREC_DEMO_SPEC=json.dumps(TINY_SPEC)):
-        data_dir = ensure_demo_dataset(0.2, progress=False, log=lambda _m: None)
+        data_dir = ensure_demo_dataset(0.2, progress=False)
         manifest = data_dir / "manifest.json"
         shard = data_dir / "train" / "train_1.tfrecord"
         stamp, original = manifest.stat().st_mtime_ns, shard.read_bytes()
-        assert ensure_demo_dataset(0.2, progress=False, log=lambda _m: None) == data_dir
+        with capture_logs("emorec.demo.cache") as messages:
+            assert ensure_demo_dataset(0.2, progress=False) == data_dir
         assert manifest.stat().st_mtime_ns == stamp  # complete: nothing rewritten
+        assert messages[0].startswith("demo corpus: using")
 
         shard.write_bytes(original[: len(original) // 2])  # damaged shard
-        messages = []
-        ensure_demo_dataset(0.2, progress=False, log=messages.append)
+        with capture_logs("emorec.demo.cache") as messages:
+            ensure_demo_dataset(0.2, progress=False)
         assert "missing or damaged" in messages[0]
         assert shard.read_bytes() == original
 
         manifest.write_text("{not json")  # broken manifest
-        messages.clear()
-        ensure_demo_dataset(0.2, progress=False, log=messages.append)
+        with capture_logs("emorec.demo.cache") as messages:
+            ensure_demo_dataset(0.2, progress=False)
         assert "unreadable manifest" in messages[0]
         assert shard.read_bytes() == original
         assert json.loads(manifest.read_text())["shards"]
 
 
 def test_help_documents_the_demo_flow():
-    text = cli.build_parser().format_help()
+    text = build_parser("train").format_help()
     for words in ("without --data", "EMOREC_CACHE", "RUN_DIR/export", "eval/dev/metrics.json",
                   "learning_curves.png", "E_av"):
         assert words in text
@@ -195,36 +200,37 @@ def test_demo_section_leaves_the_paper_settings_alone():
 
     paper = resolve_config(config_path_for("ae_lstm"))
     demo = resolve_config(config_path_for("ae_lstm"), demo=True)
-    assert paper["optimizer"]["learning_rate"] == 1e-4
-    assert paper["loss"]["gamma"] == 0.01 and paper["data"]["batch_size"] == 32
-    assert paper["training"]["epochs"] * paper["training"]["steps_per_epoch"] == 50_000
+    assert paper.optimizer.learning_rate == 1e-4
+    assert paper.loss.gamma == 0.01 and paper.data.batch_size == 32
+    assert paper.training.epochs * paper.training.steps_per_epoch == 50_000
     # The demo trains the same architecture: only the BN moving-average momentum may differ.
-    assert {k: v for k, v in demo["model"].items() if k != "audio_bn_momentum"} == {
-        k: v for k, v in paper["model"].items() if k != "audio_bn_momentum"
-    }
-    assert demo["data"]["window"] == paper["data"]["window"]
+    assert demo.model.replace(audio_bn_momentum=0.0) == paper.model.replace(audio_bn_momentum=0.0)
+    assert demo.data.window == paper.data.window
+    # The demo writes its checkpoints once, at the end, without Adam's moments (the lean run directory).
+    assert (demo.training.checkpoints, demo.training.keep_optimizer_state) == ("end", False)
+    assert (paper.training.checkpoints, paper.training.keep_optimizer_state) == ("epoch", True)
 
 
 @pytest.mark.parametrize("name", ["ae_lstm_video", "ae_lstm_audio", "conv_lstm", "ae_2slstm"])
 def test_each_ablation_trains_evaluates_and_exports_on_the_demo(main_job, tmp_path, name):
-    from emorec.models.ae_lstm import DEFAULTS, VARIANTS
+    from emorec.models.ae_lstm import CONFIG_CLASSES, VARIANTS
 
     _, cache, _, _ = main_job
     run_dir = tmp_path / "run"
     argv = ["--model", name, "--out", str(run_dir), "--no-progress"]
     # The tiny model's settings that this variant has (ae_lstm_video has no audio branch).
-    tiny = [s for s in TINY_MODEL if s.split("=")[0].removeprefix("model.") in DEFAULTS[name]]
+    tiny = [s for s in TINY_MODEL if s.split("=")[0].removeprefix("model.") in CONFIG_CLASSES[name].keys()]
     for setting in tiny + SCHEDULE:
         argv += ["--set", setting]
     with _environ(EMOREC_CACHE=str(cache), EMOREC_DEMO_SPEC=json.dumps(TINY_SPEC)):
         with contextlib.redirect_stdout(io.StringIO()):
-            result = cli.run(argv)
+            result = train_result(argv)
     assert result.global_step == 2
     raw = json.loads((run_dir / "eval/dev/metrics.json").read_text())["raw"]
     assert raw["num_frames"] == round(SECONDS / FRAME_PERIOD)
     assert all(np.isfinite(raw[d]["ccc"]) and -1 <= raw[d]["ccc"] <= 1 for d in ("arousal", "valence"))
     export = json.loads((run_dir / "export/export.json").read_text())
     assert sorted(export["modalities"]) == sorted(VARIANTS[name][0])
-    assert (run_dir / "export/streaming_saved_model/saved_model.pb").is_file()
+    assert "step" in export["streaming"]["signature"]
     # Only the models with a face decoder draw reconstructions.
     assert (run_dir / "reconstructions.png").is_file() == (name in ("ae_lstm_video", "ae_2slstm"))

@@ -10,13 +10,14 @@ import tensorflow as tf
 import yaml
 from script_result import run_script_result
 
-from emorec.config import resolve_config, window_frames
+from emorec.config import resolve_config
 from emorec.errors import ConfigError
 from emorec.models import ae_lstm
-from emorec.models.audio_ae import AUDIO_AE_DEFAULTS, build_audio_decoder, build_audio_encoder
+from emorec.models.audio_ae import AudioAEOptions, build_audio_decoder, build_audio_encoder
 from emorec.models.face_ae import build_face_decoder, build_face_encoder
 from emorec.models.registry import get_model_spec
-from emorec.objectives import JOINT_LOSS_DEFAULTS, joint_objective
+from emorec.models.twin import STATES, state_twin
+from emorec.objectives import JointLossConfig, joint_objective
 from emorec.schema import FRAME_SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ def inputs_of(model, batch):
 
 
 def small_config(name, **extra):
-    config = {k: v for k, v in SMALL.items() if k in ae_lstm.DEFAULTS[name]}
+    config = {k: v for k, v in SMALL.items() if k in ae_lstm.CONFIG_CLASSES[name].keys()}
     return {**config, **extra}
 
 
@@ -161,7 +162,7 @@ def test_every_variant_matches_hand_count_and_outputs(name):
     ],
 )
 def test_both_audio_readings_build_with_documented_shapes(pool, latent, pooled_layer, pooled_shape):
-    config = {**AUDIO_AE_DEFAULTS, "audio_pool": pool, "audio_latent": latent}
+    config = AudioAEOptions(audio_pool=pool, audio_latent=latent)
     encoder = build_audio_encoder(config, slope=0.2)
     decoder = build_audio_decoder(config, slope=0.2)
     assert encoder.get_layer(pooled_layer).output.shape == pooled_shape
@@ -182,7 +183,7 @@ def test_time_reading_pools_over_time_and_channel_reading_over_channels():
     ref = {}
     for pool, layer in (("channels", "channel_pool"), ("time", "time_pool_10")):
         keras.utils.set_random_seed(5)  # same conv weights in both readings
-        encoder = build_audio_encoder({**AUDIO_AE_DEFAULTS, "audio_pool": pool}, slope=0.2)
+        encoder = build_audio_encoder(AudioAEOptions(audio_pool=pool), slope=0.2)
         probe = keras.Model(encoder.input, [encoder.get_layer("conv2_relu").output, encoder.get_layer(layer).output])
         conv, pooled = (np.asarray(a)[0] for a in probe(frame, training=False))
         ref[pool] = (conv, pooled)
@@ -295,10 +296,11 @@ def test_models_without_a_decoder_drop_its_term_and_bad_settings_raise():
     assert float(total) == pytest.approx(0.01 * float(terms["loss_ccc"]), rel=1e-6)
     _, video_terms = joint_objective(batch, {"emotion": outputs["emotion"], "recon_video": outputs["recon_video"]})
     assert "loss_2d" in video_terms and "loss_1d" not in video_terms
-    with pytest.raises(ConfigError, match="reconstruction"):
-        joint_objective(batch, outputs, reconstruction="median")
-    with pytest.raises(ConfigError, match="gamma"):
-        joint_objective(batch, outputs, gamma=-1)
+    # Bad weights are refused where they enter: the loss section.
+    with pytest.raises(ConfigError, match="loss.reconstruction must be one of mean, sum"):
+        JointLossConfig.from_dict({"reconstruction": "median"})
+    with pytest.raises(ConfigError, match="loss.gamma must be a non-negative number"):
+        JointLossConfig.from_dict({"gamma": -1})
 
 
 def test_reconstruction_loss_falls_on_a_fixed_batch():
@@ -451,36 +453,37 @@ def test_keras_save_and_load_give_identical_outputs(tmp_path, name, extra):
     for key in before:
         np.testing.assert_array_equal(np.asarray(before[key]), np.asarray(after[key]))
     # The export path: a streaming twin of the loaded model.
-    stream = ae_lstm.build_streaming_ae_lstm(loaded)
-    rows = stream.input[ae_lstm.STATES].shape[1]
+    stream = state_twin(loaded, outputs=("emotion",))
+    rows = stream.input[STATES].shape[1]
     first = stream({"audio": batch["audio"][:, :2], "video": batch["video"][:, :2],
-                    ae_lstm.STATES: np.zeros((2, rows, 16), np.float32)}, training=False)
+                    STATES: np.zeros((2, rows, 16), np.float32)}, training=False)
     np.testing.assert_allclose(np.asarray(first["emotion"]), np.asarray(before["emotion"][:, :2]), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["ae_lstm", "ae_2slstm", "ae_lstm_audio"])
 def test_streaming_chunk_by_chunk_equals_offline(name):
     model = ae_lstm.build(name, small_config(name))
-    stream = ae_lstm.build_streaming_ae_lstm(model)
+    stream = state_twin(model, outputs=("emotion",))
+    # The decoders drop out of the streaming twin.
     assert stream.count_params() < model.count_params() or not ae_lstm.VARIANTS[name][1]
     heads = 2 if ae_lstm.VARIANTS[name][2] else 1
-    assert stream.input[ae_lstm.STATES].shape == (None, heads * 4, 16)
+    assert stream.input[STATES].shape == (None, heads * 4, 16)
     batch = small_batch(b=2, t=7, seed=5, modalities=ae_lstm.VARIANTS[name][0])
     offline = np.asarray(model(inputs_of(model, batch), training=False)["emotion"])
     states = np.zeros((2, heads * 4, 16), np.float32)
     pieces, start = [], 0
     for size in (3, 1, 3):
         chunk = {k: batch[k][:, start:start + size] for k in ae_lstm.VARIANTS[name][0]}
-        out = stream({**chunk, ae_lstm.STATES: states}, training=False)
+        out = stream({**chunk, STATES: states}, training=False)
         pieces.append(np.asarray(out["emotion"]))
-        states = np.asarray(out[ae_lstm.STATES])
+        states = np.asarray(out[STATES])
         start += size
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), offline, atol=1e-5)
     # Shared layers: a weight change in the offline model shows in the streaming one.
     head = model.get_layer("recurrent" if heads == 1 else "recurrent_video")
     head.output_layer.bias.assign(head.output_layer.bias + 1.0)
     shifted = stream({**{k: batch[k][:, :2] for k in ae_lstm.VARIANTS[name][0]},
-                      ae_lstm.STATES: np.zeros_like(states)}, training=False)
+                      STATES: np.zeros_like(states)}, training=False)
     np.testing.assert_allclose(np.asarray(shifted["emotion"]), offline[:, :2] + 1.0, atol=1e-5)
 
 
@@ -491,23 +494,22 @@ def test_registry_and_yaml_mirror_the_defaults(name):
     assert spec.modalities == ae_lstm.VARIANTS[name][0]
     path = REPO / "train" / f"{name}.yaml"
     doc = yaml.safe_load(path.read_text())
-    model_section = dict(doc["model"])
-    assert model_section.pop("name") == name
-    assert model_section == ae_lstm.DEFAULTS[name]
-    assert doc["loss"] == JOINT_LOSS_DEFAULTS
+    assert doc["model"] == ae_lstm.CONFIG_CLASSES[name](name=name).to_dict()
+    assert doc["loss"] == JointLossConfig().to_dict()
     config = resolve_config(path)
-    assert window_frames(config) == 5
-    assert config["data"]["batch_size"] == 32
-    assert config["optimizer"]["learning_rate"] == pytest.approx(1e-4)
-    assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 50_000
-    assert sorted(config["data"]["modalities"]) == sorted(spec.modalities)
+    assert config.window_frames == 5
+    assert config.data.batch_size == 32
+    assert config.optimizer.learning_rate == pytest.approx(1e-4)
+    assert config.training.epochs * config.training.steps_per_epoch == 50_000
+    assert sorted(config.data.modalities) == sorted(spec.modalities)
     demo = resolve_config(path, demo=True)
     # The main job's schedule, as measured in the README (150 steps of 16 windows); the
     # ablations share it so that the README's ablation table compares like with like.
-    assert demo["training"]["epochs"] * demo["training"]["steps_per_epoch"] == 150
-    assert demo["data"]["batch_size"] == 16
+    assert demo.training.epochs * demo.training.steps_per_epoch == 150
+    assert demo.data.batch_size == 16
     main = resolve_config(REPO / "train" / "ae_lstm.yaml", demo=True)
     for section in ("optimizer", "loss", "training"):
-        assert demo[section] == main[section], section
-    shared = (set(demo["model"]) & set(main["model"])) - {"name"}
-    assert {k: demo["model"][k] for k in shared} == {k: main["model"][k] for k in shared}
+        assert getattr(demo, section) == getattr(main, section), section
+    model, main_model = demo.model.to_dict(), main.model.to_dict()
+    shared = (set(model) & set(main_model)) - {"name"}
+    assert {k: model[k] for k in shared} == {k: main_model[k] for k in shared}

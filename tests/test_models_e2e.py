@@ -10,13 +10,7 @@ import yaml
 
 from emorec.errors import ConfigError
 from emorec.models import build_model, get_model_spec
-from emorec.models.e2e import (
-    DEFAULTS,
-    build_streaming_head,
-    build_streaming_model,
-    init_from_unimodal,
-    zero_states,
-)
+from emorec.models.e2e import CONFIG_CLASSES, init_from_unimodal
 from emorec.models.geometry import (
     TEMPLATE_SHAPE,
     ProcrustesAlign,
@@ -25,6 +19,7 @@ from emorec.models.geometry import (
     normalize_shape_np,
 )
 from emorec.models.speech import ChannelMaxPool
+from emorec.models.twin import state_twin
 from emorec.models.visual import IMAGENET_NOTOP_FILE
 from emorec.schema import DEFAULT_FACE_SIZE, FRAME_SAMPLES
 
@@ -119,16 +114,20 @@ def test_registered_with_modalities():
 def test_yaml_model_section_equals_defaults(name):
     doc = yaml.safe_load((TRAIN_DIR / f"{name}.yaml").read_text())
     model = dict(doc["model"])
-    assert model.pop("name") == name
-    assert model == DEFAULTS[name]
-    assert doc["optimizer"] == {"name": "adam", "learning_rate": 1.0e-4}
+    assert model["name"] == name
+    # The YAML states every setting of the model, at its default (the paper's).
+    defaults = CONFIG_CLASSES[name](name=name).to_dict()
+    if "mean_shape" in defaults:
+        np.testing.assert_allclose(model.pop("mean_shape"), defaults.pop("mean_shape"))
+    assert model == defaults
+    assert doc["optimizer"] == {"name": "adam", "learning_rate": 1.0e-4, "epsilon": 1.0e-8}
     assert doc["data"]["window"] == 6.0
     assert doc["data"]["batch_size"] == (25 if name == "e2e_audio" else 2)
     assert "demo" in doc
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match="unknown config key.*lstm_unit"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) model.lstm_unit \(known: .*lstm_units"):
         build_model("e2e_audio", {"lstm_unit": 3})
     with pytest.raises(ConfigError, match="audio_variant"):
         build_model("e2e_audio", {"audio_variant": "mfcc"})
@@ -263,9 +262,8 @@ def test_e2e_audio_keras_roundtrip(audio_model, tmp_path):
 def test_streaming_model_equals_offline(audio_model):
     audio = _audio(2, 7, seed=8)
     offline = np.asarray(audio_model({"audio": audio})["emotion"])
-    stream = build_streaming_model(audio_model)
-    states = zero_states(audio_model, 2)
-    assert states.shape == (2, 4, 256)
+    stream = state_twin(audio_model, outputs=("emotion",))
+    states = np.zeros((2, 4, 256), np.float32)
     chunks = []
     for start, stop in ((0, 3), (3, 4), (4, 7)):
         out = stream({"audio": audio[:, start:stop], "states": states})
@@ -345,8 +343,8 @@ def test_e2e_av_shapes_and_counts(av_model):
     assert av_model.count_params() == SPEECH + RESNET + head_params(3328) == 27_851_234
     out = av_model({"audio": _audio(1, 3), "video": _video(1, 3)})
     assert out["emotion"].shape == (1, 3, 2)
-    head = build_streaming_head(av_model)
-    step = head({"features": np.zeros((1, 2, 3328), "float32"), "states": zero_states(av_model, 1)})
+    twin = state_twin(av_model, outputs=("emotion",))
+    step = twin({"audio": _audio(1, 2), "video": _video(1, 2), "states": np.zeros((1, 4, 256), "float32")})
     assert step["emotion"].shape == (1, 2, 2) and step["states"].shape == (1, 4, 256)
 
 

@@ -10,6 +10,8 @@ from test_export import make_run
 
 from emorec import export as ex
 from emorec import predict as pr
+from emorec.cli import main as cli_main
+from emorec.errors import ConfigError
 from emorec.media.audio import read_audio
 from emorec.postprocess import DimensionParams, PostprocessParams, apply_postprocessing
 from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, SAMPLE_RATE
@@ -42,8 +44,8 @@ def _model_on(model, audio):
 def test_wav_offline_stream_and_postprocess(audio_export, media, tmp_path):
     export_dir, model = audio_export
     out = tmp_path / "speech.csv"
-    assert pr.main([str(export_dir), str(media / "speech.wav"), "--out", str(out),
-                    "--plot", str(tmp_path / "speech.png"), "--no-progress"]) == 0
+    assert cli_main(["predict", str(export_dir), str(media / "speech.wav"), "--out", str(out),
+                     "--plot", str(tmp_path / "speech.png"), "--no-progress"]) == 0
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["time", "arousal", "valence"]
     assert len(frame) == 2.0 / FRAME_PERIOD == 50
@@ -59,6 +61,25 @@ def test_wav_offline_stream_and_postprocess(audio_export, media, tmp_path):
     params = PostprocessParams.load(export_dir / "postprocess.json")
     np.testing.assert_allclose(post["predictions"], apply_postprocessing(params, {"r": want})["r"], atol=1e-5)
     np.testing.assert_allclose(post["raw"], want, atol=1e-5)
+
+
+def test_postprocessing_tuned_on_windows_predicts_in_windows(tmp_path, media):
+    # A chain tuned on 5-frame windows from a zero state (the default evaluation window) is applied
+    # to predictions made the same way; streaming cannot reproduce them and is refused.
+    run_dir, model = make_run(tmp_path, {"name": "e2e_audio", "lstm_units": 8, "lstm_layers": 2})
+    PostprocessParams([DimensionParams("arousal", offset=0.5), DimensionParams("valence")],
+                      inference={"eval_window": "train", "frames": 5}).save(run_dir / "postprocess.json")
+    ex.export_run(run_dir, tmp_path / "export", model=model)
+    audio = read_audio(media / "speech.wav", SAMPLE_RATE)
+    frames = audio[: len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, 5, FRAME_SAMPLES)  # 50 = 10 x 5
+    windowed = model({"audio": frames}, training=False)["emotion"].numpy().reshape(-1, 2)
+    result = pr.predict_media(tmp_path / "export", media / "speech.wav", postprocess=True)
+    assert result["mode"] == "windows of 5 frames"
+    np.testing.assert_allclose(result["raw"], windowed, atol=1e-5)
+    np.testing.assert_allclose(result["predictions"][:, 0], windowed[:, 0] + 0.5, atol=1e-5)
+    assert not np.allclose(windowed, _model_on(model, audio), atol=1e-3)  # the windows matter
+    with pytest.raises(ConfigError, match="tuned on predictions of 5-frame windows.*--eval-window whole"):
+        pr.predict_media(tmp_path / "export", media / "speech.wav", postprocess=True, stream=True)
 
 
 def test_mp4_sound_track_for_audio_model(audio_export, media):
@@ -104,7 +125,7 @@ def test_errors(audio_export, video_export, media, tmp_path, capsys):
         ([str(export_dir), str(media / "speech.wav"), "--stream", "--chunk-frames", "0"], "--chunk-frames"),
     ]
     for argv, message in cases:
-        assert pr.main([*argv, "--out", out, "--no-progress"]) == 2, argv
+        assert cli_main(["predict", *argv, "--out", out, "--no-progress"]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err, err
     assert not (tmp_path / "x.csv").exists()

@@ -9,12 +9,12 @@ import tensorflow as tf
 from media_samples import gold_values, recola_fixture
 from scipy.signal import resample_poly
 
+from emorec.cli import main as cli_main
+from emorec.corpus.adapters.recola import read_subject_map, recola_sources
+from emorec.corpus.validate import validate_dataset
 from emorec.errors import ConfigError, LabelError, MediaError
 from emorec.manifest import read_manifest
 from emorec.schema import FRAME_PERIOD, decode_window
-from tfrecords_tools import build
-from tfrecords_tools.adapters.recola import read_subject_map, recola_sources
-from tfrecords_tools.validate import validate_dataset
 
 RECORDINGS = ("train_1", "train_2", "dev_1", "test_1")
 
@@ -58,7 +58,7 @@ def test_sources_from_file_names(recola_audio):
 @pytest.mark.parametrize("alignment, offset", [("end", 1), ("start", 0)])
 def test_build_labels_equal_the_arff_values(recola_audio, tmp_path, alignment, offset):
     out = tmp_path / "ds"
-    assert build.main(["recola", str(recola_audio.root), str(out), "--modalities", "audio",
+    assert cli_main(["build", "recola", str(recola_audio.root), str(out), "--modalities", "audio",
                        "--window", "0.4", "--label-alignment", alignment, "--no-progress"]) == 0
     assert validate_dataset(out).ok
     manifest = read_manifest(out)
@@ -142,7 +142,7 @@ def test_video_modalities_and_audio_from_the_video(tmp_path):
     root = fixture.root
     cache = tmp_path / "faces"
     out = tmp_path / "video"
-    assert build.main(["recola", str(root), str(out), "--modalities", "video", "--window", "0.4",
+    assert cli_main(["build", "recola", str(root), str(out), "--modalities", "video", "--window", "0.4",
                        "--face-size", "48", "--cache-dir", str(cache), "--no-progress"]) == 0
     windows = windows_of(out, "train_1")
     assert all(w.audio is None and w.faces is not None for w in windows)
@@ -154,7 +154,7 @@ def test_video_modalities_and_audio_from_the_video(tmp_path):
     sources = {s.recording_id: s for s in recola_sources(root, modalities=("audio",))}
     assert sources["train_1"].audio is None and sources["train_1"].video.name == "train_1.mp4"
     out = tmp_path / "audio"
-    assert build.main(["recola", str(root), str(out), "--modalities", "audio", "--window", "0.4",
+    assert cli_main(["build", "recola", str(root), str(out), "--modalities", "audio", "--window", "0.4",
                        "--no-progress"]) == 0
     audio = stitched(windows_of(out, "train_1"), "audio").ravel()
     reference = resample_poly(fixture.recordings["train_1"].audio.astype(np.float64), 160, 441)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from emorec.models.recurrent import (
-    RECURRENT_DEFAULTS,
     PeepholeLSTMCell,
     RecurrentHead,
+    RecurrentOptions,
     recurrent_head_from_config,
 )
 
@@ -104,7 +104,7 @@ def test_parameter_counts():
     model, _ = _cell_model(1280, 256, cell_clip=100.0)
     assert model.count_params() == _peephole_layer_params(1280, 256) == 1_574_656
 
-    head = recurrent_head_from_config(RECURRENT_DEFAULTS)
+    head = recurrent_head_from_config(RecurrentOptions())
     head.build((None, None, 1280))
     expected = _peephole_layer_params(1280, 256) + _peephole_layer_params(256, 256) + 256 * 2 + 2
     assert head.count_params() == expected == 2_101_250

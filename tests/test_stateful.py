@@ -7,16 +7,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from cli_run import train_result
 from dataset_factory import make_dataset_dir
+from read_spec import make_dataset
 
-from emorec import train as cli
 from emorec.config import resolve_config
-from emorec.data import make_dataset, read_recordings
+from emorec.data import read_recordings
 from emorec.errors import ConfigError
 from emorec.models.registry import build_model
+from emorec.models.twin import STATES, state_twin
 from emorec.objectives import joint_objective
 from emorec.training import train
-from emorec.training.stateful import STATES, StatefulStep, build_stateful_model, predict_stream
+from emorec.training.predictions import predict_stream
+from emorec.training.stateful import StatefulStep
+from emorec.training.steps import StepContext
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No dropout, no batch norm: training-mode outputs equal inference-mode ones.
@@ -64,9 +68,10 @@ def test_stream_prediction_equals_offline_whole_recording(data_dir):
 def test_step_carries_resets_and_zeroes_padding(data_dir):
     """With a zero learning rate, the state after each step is the twin's state over the lane since its reset."""
     model = _model()
-    twin = build_stateful_model(model)
+    twin = state_twin(model)
     strategy = tf.distribute.get_strategy()
-    step = StatefulStep(model, keras.optimizers.SGD(learning_rate=0.0), joint_objective, strategy, 2)
+    step = StatefulStep(StepContext(model, keras.optimizers.SGD(learning_rate=0.0), joint_objective, strategy,
+                                    2, ["audio"]))
     ds = make_dataset(data_dir, "train", batch_size=2, modalities=["audio"], window_frames=T,
                       stream_ordered=True)
     since_reset = [[], []]
@@ -92,7 +97,7 @@ def test_step_carries_resets_and_zeroes_padding(data_dir):
 
 def test_padding_rows_do_not_change_the_loss(data_dir):
     model = _model()
-    twin = build_stateful_model(model)
+    twin = state_twin(model)
     batch = next(iter(make_dataset(data_dir, "train", batch_size=3, modalities=["audio"],
                                    window_frames=T, stream_ordered=True).skip(4)))
     mask = batch["mask"].numpy()
@@ -136,11 +141,11 @@ def test_cli_flag_records_the_setting(data_dir, tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(doc))
     out = tmp_path / "run"
-    cli.run(["--model", MODEL["name"], "--config", str(path), "--data", str(data_dir), "--out", str(out),
-             "--steps", "2", "--stateful", "--no-progress"])
+    train_result(["--model", MODEL["name"], "--config", str(path), "--data", str(data_dir), "--out", str(out),
+                  "--steps", "2", "--stateful", "--no-progress"])
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["training"]["stateful"] is True and saved["data"]["stream_ordered"] is True
-    assert resolve_config(doc)["training"]["stateful"] is False  # off by default (the paper)
+    assert resolve_config(doc).training.stateful is False  # off by default (the paper)
 
 
 def test_config_errors(data_dir, tmp_path):

@@ -15,13 +15,16 @@ import pytest
 import tensorflow as tf
 import yaml
 from _tiny_model import NAME, tiny_config
+from cli_run import train_result
 from dataset_factory import make_dataset_dir
+from read_spec import make_dataset
 
-from emorec import train as cli
-from emorec.data import make_dataset
+from emorec.cli import build_parser
+from emorec.cli import main as cli_main
 from emorec.errors import ConfigError
+from emorec.tasks.frame_regression import epoch_seed, validation_metrics
 from emorec.training import TrainingDivergedError, train
-from emorec.training.engine import epoch_seed, predict_windows, validation_metrics
+from emorec.training.predictions import predict_windows
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_train_worker.py"
@@ -71,18 +74,12 @@ def test_run_directory_history_and_best_model(data_dir, tmp_path):
     rescored = validation_metrics(predict_windows(model, dev))
     assert rescored["dev_ccc_mean"] == pytest.approx(result.best_dev_ccc, abs=1e-6)
 
+    # One resume checkpoint (the newest), with the optimizer state; the best weights live in best.keras only.
     assert Path(result.latest_checkpoint).name == "ckpt-9"
-    assert Path(result.best_checkpoint).name == f"ckpt-{3 * best}"
-    # best/ holds exactly one checkpoint, and it restores to best.keras's weights.
-    assert {p.name.split(".")[0] for p in (run / "checkpoints" / "best").glob("ckpt-*")} == {
-        f"ckpt-{3 * best}"}
-    reader = tf.train.load_checkpoint(result.best_checkpoint)
-    saved_weights = [reader.get_tensor(k) for k in sorted(reader.get_variable_to_shape_map())
-                     if k.startswith("model_variables/")]
-    best_model_weights = keras.models.load_model(result.best_model).get_weights()
-    assert sum(w.size for w in saved_weights) >= sum(w.size for w in best_model_weights)
-    for weight in best_model_weights:
-        assert any(w.shape == weight.shape and np.array_equal(w, weight) for w in saved_weights)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest"]
+    assert {p.name.split(".")[0] for p in (run / "checkpoints" / "latest").glob("ckpt-*")} == {"ckpt-9"}
+    names = [name for name, _ in tf.train.list_variables(result.latest_checkpoint)]
+    assert any(n.startswith("optimizer_variables/") for n in names)
     assert list((run / "tb").glob("events.out.tfevents.*"))
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["training"]["epochs"] == 3 and saved["run"]["num_replicas"] == 1
@@ -97,6 +94,7 @@ def test_resume_mid_epoch_reaches_the_uninterrupted_weights(data_dir, tmp_path):
     config["model"]["dropout"] = 0.3  # dropout draws must be restored too
     full = train(config, data_dir, tmp_path / "full", progress=False)
     stopped = dict(config, training={**config["training"], "max_steps": 4})  # epoch 2, batch 1
+    # A run stopped by max_steps has finished; it keeps the optimizer state by default.
     first = train(stopped, data_dir, tmp_path / "resumed", progress=False)
     assert first.global_step == 4
     assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(_weights(first.model), _weights(full.model)))
@@ -106,6 +104,39 @@ def test_resume_mid_epoch_reaches_the_uninterrupted_weights(data_dir, tmp_path):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(resumed.history, full.history):
         assert a["dev_ccc_mean"] == b["dev_ccc_mean"]
+
+
+def test_checkpoints_at_end_write_once_and_keep_the_best_epoch(data_dir, tmp_path):
+    # `end`: nothing is written until training ends, then latest (without Adam's moments when
+    # keep_optimizer_state is false) and best.keras holding the best epoch's weights, not the last.
+    saves = []
+    config = tiny_config(epochs=3, checkpoints="end", keep_optimizer_state=False)
+    config["optimizer"]["learning_rate"] = 0.05  # big steps: the epochs' dev scores differ
+
+    def on_step(info):
+        saves.append(sorted(p.name for p in (tmp_path / "run").glob("checkpoints/latest/*")))
+        saves[-1] += [p.name for p in (tmp_path / "run").glob("best.keras")]
+
+    result = train(config, data_dir, tmp_path / "run", progress=False, on_step=on_step)
+    assert saves == [[]] * 9
+    names = [name for name, _ in tf.train.list_variables(result.latest_checkpoint)]
+    assert any(n.startswith("model_variables/") for n in names)
+    assert not any(n.startswith("optimizer_variables/") for n in names)
+    dev = make_dataset(data_dir, "dev", batch_size=3, modalities=["audio"], window_frames=10)
+    rescored = validation_metrics(predict_windows(keras.models.load_model(result.best_model), dev))
+    assert rescored["dev_ccc_mean"] == pytest.approx(result.best_score, abs=1e-6)
+    final = validation_metrics(predict_windows(result.model, dev))
+    assert final["dev_ccc_mean"] == pytest.approx(result.history[-1]["dev_ccc_mean"], abs=1e-6)
+    # Continuing the finished run works from its weights, with fresh optimizer moments (not exact).
+    more = train(dict(config, training={**config["training"], "epochs": 4}), data_dir, tmp_path / "run",
+                 progress=False, resume=True)
+    assert more.global_step == 12 and [h["epoch"] for h in more.history] == [1, 2, 3, 4]
+
+
+def test_small_training_partition_says_how_many_windows(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"holds 14 stored windows.*--batch-size 14"):
+        train(dict(tiny_config(), data={**tiny_config()["data"], "batch_size": 32}), data_dir,
+              tmp_path / "run", progress=False)
 
 
 def test_epoch_data_is_a_function_of_seed_and_epoch(data_dir):
@@ -148,7 +179,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(data_dir, tmp_p
     argv = ["--model", NAME, "--config", str(_write_config(tmp_path)), "--data", str(data_dir),
             "--out", str(run), "--no-progress", "--set", "optimizer.learning_rate=1e38",
             "--set", "training.checkpoint_every=1"]
-    assert cli.main(argv) == 2
+    assert cli_main(["train", *argv]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "non-finite loss at step 2 (epoch 1, batch 2)" in err
     assert "checkpoints/latest/ckpt-1" in err
@@ -165,9 +196,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(data_dir, tmp_p
 
 def test_cli_flags_override_and_config_is_saved(data_dir, tmp_path):
     run = tmp_path / "run"
-    result = cli.run(["--model", NAME, "--config", str(_write_config(tmp_path)), "--data", str(data_dir),
-                      "--out", str(run), "--steps", "4", "--batch-size", "2", "--seed", "7",
-                      "--set", "optimizer.learning_rate=3e-3", "--no-progress"])
+    result = train_result(["--model", NAME, "--config", str(_write_config(tmp_path)), "--data", str(data_dir),
+                           "--out", str(run), "--steps", "4", "--batch-size", "2", "--seed", "7",
+                           "--set", "optimizer.learning_rate=3e-3", "--no-progress"])
     assert result.global_step == 4
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["training"]["max_steps"] == 4 and saved["training"]["epochs"] is None
@@ -175,9 +206,13 @@ def test_cli_flags_override_and_config_is_saved(data_dir, tmp_path):
     assert saved["optimizer"]["learning_rate"] == pytest.approx(3e-3)
     assert saved["run"]["demo"] is False
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["--model", NAME, "--epochs", "2", "--steps", "3"])
+        build_parser("train").parse_args(["--model", NAME, "--epochs", "2", "--steps", "3"])
     with pytest.raises(ConfigError, match="model.name"):
-        cli.run(["--model", "e2e_audio", "--config", str(_write_config(tmp_path)), "--data", str(data_dir)])
+        train_result(["--model", "e2e_audio", "--config", str(_write_config(tmp_path)), "--data", str(data_dir)])
+    # A bad --set value is blamed on the flag, not on the config file.
+    with pytest.raises(ConfigError, match=r"^--set data.batch_size=abc: data.batch_size must be a positive"):
+        train_result(["--model", NAME, "--config", str(_write_config(tmp_path)), "--data", str(data_dir),
+                      "--out", str(tmp_path / "bad"), "--set", "data.batch_size=abc"])
 
 
 @pytest.mark.slow

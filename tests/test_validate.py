@@ -7,9 +7,15 @@ import pytest
 import tensorflow as tf
 from dataset_factory import make_dataset_dir
 
+from emorec.cli import main as cli_main
+from emorec.corpus.validate import validate_dataset
 from emorec.manifest import file_sha256, read_manifest, write_manifest
 from emorec.schema import CTX_SCHEMA_VERSION, WindowRecord, decode_window, encode_window
-from tfrecords_tools.validate import main, validate_dataset
+
+
+def main(argv):
+    """``emorec validate`` with ``argv``; returns the exit status."""
+    return cli_main(["validate", *argv])
 
 
 @pytest.fixture

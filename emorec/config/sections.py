@@ -37,7 +37,7 @@ def window_seconds(key: str, value):
     value = positive_number(key, value)
     frames = value / FRAME_PERIOD
     if not math.isclose(frames, round(frames), abs_tol=1e-6):
-        raise FieldError(key, f"={value} is not a whole number of {FRAME_PERIOD} s frames")
+        raise FieldError(key, f"must be a whole number of {FRAME_PERIOD} s frames, got {value}")
     return value
 
 

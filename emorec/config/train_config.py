@@ -114,6 +114,12 @@ def _model_spec(name, origins: Origins):
         raise ConfigError(f"{origins.of('model.name')}: {exc}") from None
 
 
+def _task_loss_class(spec):
+    from emorec.tasks import get_task
+
+    return get_task(spec.task).loss_config_class
+
+
 def resolve_config(
     source: str | os.PathLike | Mapping | TrainConfig,
     *,
@@ -174,12 +180,13 @@ def resolve_config(
     if not isinstance(model_doc, Mapping):
         raise ConfigError(f"{origins.of('model')}: `model` must be a mapping")
     spec = _model_spec(model_doc.get("name"), origins)
+    loss_class = spec.loss_config_class or _task_loss_class(spec)
     config = TrainConfig(
         model=spec.config_class.from_dict(model_doc, origins, "model"),
         data=DataConfig.from_dict(merged.get("data"), origins),
         optimizer=OptimizerConfig.from_dict(merged.get("optimizer"), origins),
         training=TrainingConfig.from_dict(merged.get("training"), origins),
-        loss=spec.loss_config_class.from_dict(merged.get("loss"), origins, "loss"),
+        loss=loss_class.from_dict(merged.get("loss"), origins, "loss"),
         run=run,
         source=name,
     )

@@ -253,7 +253,7 @@ def build_dataset(
                 logger.info("removed %s: recording %s is no longer in the source", info.path, rid)
     for source in sources:
         if source.recording_id in manifest.shards:
-            logger.debug("skip %s (complete)", shard_relpath(source))
+            logger.info("skip %s (complete)", shard_relpath(source))
         else:
             todo.append(source)
     if dirty:

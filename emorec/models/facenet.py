@@ -78,7 +78,7 @@ FACENET_BN_EPSILON = 0.001
 BACKBONE_NAME = "inception_resnet_v1"
 OUTPUT_BLOCKS = ("Block8_5", "Block8_6")
 STANDARDIZATIONS = ("prewhiten", "fixed")
-# (block type, repeats, residual scale) in network order.
+# Residual scales of the Inception-ResNet-A, -B and -C blocks (Sandberg's values).
 BLOCK35_SCALE, BLOCK17_SCALE, BLOCK8_SCALE = 0.17, 0.10, 0.20
 
 

@@ -1,0 +1,91 @@
+"""Pieces shared by the trained layers of Pini et al.'s (EmotiW 2017) networks.
+
+The paper (Sec. 4.2): batch norm before every activation of the trained
+layers, dropout between fully connected layers with keep probabilities
+between 0.1 and 0.8, and He initialisation [16] for every layer without
+pretrained weights. A layer followed by batch norm has no bias (batch norm's
+beta takes its place). The batch norms of trained layers keep Keras' defaults
+(momentum 0.99, epsilon 1e-3): the paper gives none.
+
+Every network here returns a dict of outputs: ``emotion_class`` (softmax over
+the classes) and ``features`` (what the fusion network consumes).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from emorec.errors import ConfigError
+
+NUM_CLASSES = 7
+EMOTIW_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+HE_INIT = "he_normal"
+OUTPUT_CLASS = "emotion_class"
+OUTPUT_FEATURES = "features"
+
+
+def check_keep_prob(name: str, keep: float) -> float:
+    """Validate a dropout keep probability (the paper's convention; Keras takes ``1 - keep``).
+
+    Args:
+        name: the argument's name, for the message.
+        keep: probability of keeping a unit, in (0, 1]; 1 means no dropout.
+
+    Returns:
+        ``keep`` as a float.
+
+    Raises:
+        ConfigError: ``keep`` is outside (0, 1].
+
+    >>> check_keep_prob("fc_keep", 0.5)
+    0.5
+    """
+    keep = float(keep)
+    if not 0.0 < keep <= 1.0:
+        raise ConfigError(f"{name} must be a keep probability in (0, 1], got {keep}")
+    return keep
+
+
+def check_num_classes(num_classes: int) -> int:
+    """Validate the number of classes of a softmax head.
+
+    Args:
+        num_classes: at least 2.
+
+    Returns:
+        ``num_classes`` as an int.
+
+    Raises:
+        ConfigError: fewer than 2 classes.
+    """
+    num_classes = int(num_classes)
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+    return num_classes
+
+
+def dropout(x, keep: float, name: str):
+    """Dropout keeping a fraction ``keep`` of the units (identity when ``keep == 1``)."""
+    if keep >= 1.0:
+        return x
+    return keras.layers.Dropout(1.0 - keep, name=name)(x)
+
+
+def conv_bn_relu(x, conv_layer: keras.layers.Layer, name: str):
+    """``conv_layer`` (built without bias) → batch norm → ReLU; layers named ``name_*``."""
+    x = conv_layer(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def dense_bn_relu(x, units: int, name: str):
+    """Fully connected ``units`` (He init, no bias) → batch norm → ReLU."""
+    layer = keras.layers.Dense(units, use_bias=False, kernel_initializer=HE_INIT, name=name)
+    return conv_bn_relu(x, layer, name)
+
+
+def softmax_classifier(x, num_classes: int, name: str):
+    """The softmax layer of a branch or of the fusion network (with bias, He init)."""
+    return keras.layers.Dense(
+        num_classes, activation="softmax", kernel_initializer=HE_INIT, name=name
+    )(x)

@@ -15,14 +15,34 @@ Frame ``i`` covers samples ``[640 i, 640 (i + 1))`` at 16 kHz, exactly
 emorec's frame grid (:mod:`emorec.schema`); there are ``ceil(N / 640)``
 frames and the last one is zero-padded, as :func:`emorec.media.audio.frame_audio`
 does. Every descriptor is computed from its own frame's 640 samples (window =
-shift = 40 ms, as in the paper), except jitter and shimmer, whose pitch
-periods start inside the frame but may end up to 2.25 periods of 52 Hz
-(696 samples) after it; samples after the end of the recording are zeros.
+shift = 40 ms, as in the paper), except: the pitch window with
+``pitch_window="is10"`` (60 ms from the frame start, reaching 20 ms into the
+next frame), and jitter and shimmer, whose pitch periods start inside the
+frame but may end up to 2.25 periods of 52 Hz (696 samples) after it.
+Samples after the end of the recording are zeros.
+
+Two options (the default follows what openSMILE computed for the paper)
+-------------------------------------------------------------------------
+* ``loudness``: ``"opensmile"`` (default) reproduces openSMILE's
+  ``pcm_loudness``: its cIntensity sums ``min(frame, window, outputs)``
+  terms, and with loudness as its only output that is one term, so the
+  value is ``(0.08 x[0]^2 / sum(hamming) / 1e-6) ** 0.3`` from the first
+  sample of each frame (audeering/opensmile issue #51; present since
+  openSMILE 1.0, so in every IS10 / emobase2010 feature file, Chen & Jin's
+  included). ``"frame"`` is the documented definition, the Hamming-weighted
+  mean square of the whole frame; it measures loudness, the default does
+  not really.
+* ``pitch_window``: ``"frame"`` (default) analyses pitch in the 40 ms frame,
+  as the paper states for all its features; ``"is10"`` uses IS10's and
+  emobase2010's 60 ms pitch frames (starting at the frame start). Subharmonic
+  summation needs resolved harmonics: in 40 ms windows voices below about
+  180 Hz are mostly unvoiced (F0 = 0; openSMILE alike), in 60 ms windows
+  F0 is found down to about 100 Hz.
 
 Descriptors (openSMILE component and IS10 setting they follow)
 --------------------------------------------------------------
-* ``pcm_loudness``: ``(I / 1e-6) ** 0.3`` with ``I`` the Hamming-weighted mean
-  square of the raw frame (cIntensity; samples in [-1, 1]).
+* ``pcm_loudness``: ``(I / 1e-6) ** 0.3``, ``I`` as chosen by ``loudness``
+  (cIntensity; samples in [-1, 1]).
 * Spectrum for the MFCC, mel bands and LSPs: per-frame pre-emphasis
   ``y[n] = x[n] - 0.97 x[n-1]`` (``y[0] = 0.03 x[0]``), symmetric Hamming
   window, FFT zero-padded to 1024 points.
@@ -41,12 +61,12 @@ Descriptors (openSMILE component and IS10 setting they follow)
   sorted angles of the roots of the sum and difference polynomials, found as
   eigenvalues of their degree-4 Chebyshev forms (openSMILE searches the same
   roots by bisection).
-* Pitch (cPitchShs, subharmonic summation): the raw frame with a Gaussian
-  window (sigma = 0.25 of the half length), 1024-point magnitude spectrum,
-  resampled by a natural cubic spline onto 513 points equally spaced in
-  log2(f) from 25 Hz to 8 kHz; 15 harmonics compressed by 0.85 per harmonic
-  are summed (shift ``floor(points_per_octave * log2(h))``), divided by 15
-  and floored at 0. Candidates are the successive record peaks of that
+* Pitch (cPitchShs, subharmonic summation): the raw pitch window with a
+  Gaussian window (sigma = 0.25 of the half length), 1024-point magnitude
+  spectrum, resampled by a natural cubic spline onto 513 points equally
+  spaced in log2(f) from 25 Hz to 8 kHz; 15 harmonics compressed by 0.85 per
+  harmonic are summed (shift ``floor(points_per_octave * log2(h))``), divided
+  by 15 and floored at 0. Candidates are the successive record peaks of that
   spectrum (each higher than every peak before it, scanning upwards; the last
   three kept), refined by a parabola; those outside 52..620 Hz are dropped and
   the best-scoring one is the frame's F0 candidate, with voicing
@@ -78,9 +98,16 @@ Descriptors (openSMILE component and IS10 setting they follow)
 
 Known differences from openSMILE's IS10 config run with 40 ms frames
 ---------------------------------------------------------------------
-* openSMILE drops the first frame's pitch (its smoother outputs 0 F0 and
-  voicing there); here frame 0 is treated like any other frame, and the last
-  frame is smoothed as if an unvoiced frame followed.
+Measured on espeak-ng speech (tests/test_opensmile_lld.py): Pearson
+correlation >= 0.99 for loudness, MFCCs, mel bands, LSPs, F0final and
+F0finEnv and their deltas; F0, its envelope and voicing identical (to float
+rounding) except in the recording's last two frames. The differences:
+
+* The recording's last frame: openSMILE's pitch smoother has no look-ahead
+  frame for it, and its F0, voicing, jitter and shimmer columns repeat the
+  last-but-one frame's unsmoothed values; here the last frame is smoothed as
+  if an unvoiced frame followed. (Like openSMILE, frame 0 has F0 and voicing
+  0: its smoother skips the first frame.)
 * Jitter and shimmer: openSMILE tracks periods sequentially from where the
   previous frame's last period ended, and its IS10 "compat" setting
   (``useBrokenJitterThresh``) rejects each frame's first period and any
@@ -88,13 +115,18 @@ Known differences from openSMILE's IS10 config run with 40 ms frames
   amplitudes only within a frame. Here period starts sit on a grid of the
   frame's nominal period (which lets all periods be measured at once with
   FFTs), every period above the correlation threshold counts and amplitude
-  pairs follow the period pairs. Values agree in size and in where they are
-  non-zero, not frame by frame.
-* Spline, FFT and filter arithmetic is float32 (openSMILE: float), so values
-  differ in the last digits; LSP roots are exact rather than bisected.
+  pairs follow the period pairs. On voiced speech-like signals the two
+  correlate at about 0.9 (jitter) and 0.95 (shimmer); on nearly perfectly
+  periodic synthetic speech both are tiny and correlate weakly.
+* openSMILE reads 16-bit samples; spline, FFT and filter arithmetic here is
+  float32, so values differ in the last digits, and voicing can differ in
+  near-silent frames where subharmonic peaks are nearly equal. LSP roots are
+  exact rather than bisected.
 
 Speed: every stage except the per-frame pitch smoother (a loop over 25
-frames per second) is vectorised over frames; see ``benchmarks/features.py``.
+frames per second) is vectorised over frames, processed in blocks of
+:data:`DEFAULT_BLOCK_FRAMES` frames so that memory does not grow with the
+recording; see ``benchmarks/features.py``.
 """
 
 from __future__ import annotations
@@ -423,6 +455,7 @@ class _PitchSmoother:
     """cPitchSmoother's "simple" post-smoothing, F0 envelope and voicing, one frame behind."""
 
     def __init__(self):
+        self._started = False
         self._held: float | None = None  # raw F0 of the frame waiting for its successor
         self._held_voicing = 0.0
         self._onset = 0  # 1: the held frame starts a voiced stretch; -1: it ends one
@@ -433,6 +466,10 @@ class _PitchSmoother:
         """Feed raw per-frame F0 and voicing; return ``(k, 3)`` ``[F0final, F0finEnv, voicing]``."""
         rows = []
         for value, voice in zip(f0.tolist(), voicing.tolist()):
+            if not self._started:
+                # cPitchSmoother skips the recording's first frame: F0 and voicing 0 there.
+                self._started = True
+                value = voice = 0.0
             if self._held is not None:
                 rows.append(self._finish(value))
             self._held, self._held_voicing = value, voice
@@ -711,6 +748,16 @@ class _RowQueue:
 # -- public API ----------------------------------------------------------------------------------
 
 
+def _checked_samples(samples, source: str) -> np.ndarray:
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise MediaError(f"{source}: audio must be 1-D mono samples, got shape {samples.shape}")
+    samples = samples.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(samples)):
+        raise MediaError(f"{source}: audio contains NaN or infinite samples")
+    return samples
+
+
 class AudioLLDExtractor:
     """Streaming IS10 LLD extractor: feed samples in any pieces, get 76-dim rows once final.
 
@@ -798,7 +845,7 @@ class AudioLLDExtractor:
         Raises:
             MediaError: ``samples`` is not 1-D or holds NaN or infinity.
         """
-        samples = self._checked(samples)
+        samples = _checked_samples(samples, self.source)
         outputs = []
         step = self._block * FRAME_SAMPLES
         for begin in range(0, samples.size, step):
@@ -824,17 +871,6 @@ class AudioLLDExtractor:
         logger.debug("%s: %d frames of audio LLDs", self.source, self._frames_in)
         self._reset()
         return result
-
-    def _checked(self, samples) -> np.ndarray:
-        samples = np.asarray(samples)
-        if samples.ndim != 1:
-            raise MediaError(
-                f"{self.source}: audio must be 1-D mono samples, got shape {samples.shape}"
-            )
-        samples = samples.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(samples)):
-            raise MediaError(f"{self.source}: audio contains NaN or infinite samples")
-        return samples
 
     @staticmethod
     def _joined(outputs: list[np.ndarray]) -> np.ndarray:
@@ -939,5 +975,17 @@ def extract_audio_lld(
     ((25, 76), 1.0)
     """
     extractor = AudioLLDExtractor(sample_rate, loudness=loudness, pitch_window=pitch_window)
-    head = extractor.push(samples)
-    return np.concatenate([head, extractor.flush()])
+    samples = _checked_samples(samples, extractor.source)
+    out = np.empty((-(-samples.size // FRAME_SAMPLES), NUM_LLDS), np.float32)
+    done = 0
+    step = DEFAULT_BLOCK_FRAMES * FRAME_SAMPLES
+    # Block by block into the preallocated output: memory beyond it stays a few blocks.
+    for begin in range(0, samples.size, step):
+        rows = extractor.push(samples[begin : begin + step])
+        out[done : done + rows.shape[0]] = rows
+        done += rows.shape[0]
+    rows = extractor.flush()
+    out[done : done + rows.shape[0]] = rows
+    if done + rows.shape[0] != out.shape[0]:
+        raise AssertionError(f"{done + rows.shape[0]} rows for {out.shape[0]} frames")
+    return out

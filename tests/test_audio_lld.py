@@ -82,7 +82,9 @@ def test_silence_is_finite_with_hand_values():
     out = extract_audio_lld(np.zeros(8 * FRAME_SAMPLES, np.float32))
     assert np.all(np.isfinite(out))
     # MFCC 0 of an all-floor mel spectrum: sqrt(2/26) * 26 * ln(1e-8); higher ones vanish.
-    np.testing.assert_allclose(out[:, col("mfcc_sma[0]")], math.sqrt(2 / 26) * 26 * math.log(1e-8), rtol=1e-5)
+    np.testing.assert_allclose(
+        out[:, col("mfcc_sma[0]")], math.sqrt(2 / 26) * 26 * math.log(1e-8), rtol=1e-5
+    )
     np.testing.assert_allclose(out[:, col("mfcc_sma[1]") : col("mfcc_sma[14]") + 1], 0.0, atol=1e-3)
     np.testing.assert_allclose(out[:, col("logMelFreqBand_sma[0]")], math.log(1e-12), rtol=1e-6)
     # LPC of silence is A(z) = 1: the LSPs are the roots of 1 +- z^-9, k pi / 9.
@@ -131,15 +133,21 @@ def test_stationary_frames_match_hand_computation():
     intensity = np.sum(ham * block.astype(np.float64) ** 2) / ham.sum()
     assert row[col("pcm_loudness_sma")] == pytest.approx((intensity / 1e-6) ** 0.3, rel=1e-5)
 
-    emphasised = np.concatenate([[0.03 * block[0]], block[1:] - 0.97 * block[:-1]]).astype(np.float64)
+    emphasised = np.concatenate([[0.03 * block[0]], block[1:] - 0.97 * block[:-1]]).astype(
+        np.float64
+    )
     power = np.abs(np.fft.rfft(emphasised * ham, 1024)) ** 2
     log_mel = np.log(np.maximum(_reference_mel_energies(power, 26, 20.0, 8000.0), 1e-8))
     i = np.arange(15)
     dct = np.cos(np.pi * np.outer(i, np.arange(26) + 0.5) / 26) @ log_mel
     mfcc = math.sqrt(2 / 26) * (1 + 11 * np.sin(np.pi * i / 22)) * dct
-    np.testing.assert_allclose(row[col("mfcc_sma[0]") : col("mfcc_sma[14]") + 1], mfcc, rtol=2e-4, atol=2e-3)
+    np.testing.assert_allclose(
+        row[col("mfcc_sma[0]") : col("mfcc_sma[14]") + 1], mfcc, rtol=2e-4, atol=2e-3
+    )
     bands = np.log(np.maximum(_reference_mel_energies(power, 8, 20.0, 6500.0), 1e-12))
-    np.testing.assert_allclose(row[col("logMelFreqBand_sma[0]") : col("logMelFreqBand_sma[7]") + 1], bands, rtol=1e-4)
+    np.testing.assert_allclose(
+        row[col("logMelFreqBand_sma[0]") : col("logMelFreqBand_sma[7]") + 1], bands, rtol=1e-4
+    )
     np.testing.assert_allclose(out[3:7, NUM_BASE_LLDS : NUM_BASE_LLDS + 32], 0.0, atol=1e-3)
 
 
@@ -159,7 +167,10 @@ def test_opensmile_loudness_uses_the_first_sample_of_each_frame():
 @pytest.mark.parametrize("mode", ["frame", "opensmile"])
 def test_loudness_grows_with_amplitude(mode):
     noise = RNG.uniform(-1, 1, 20 * FRAME_SAMPLES).astype(np.float32)
-    levels = [extract_audio_lld(a * noise, loudness=mode)[:, col("pcm_loudness_sma")] for a in (0.01, 0.05, 0.2, 0.8)]
+    levels = [
+        extract_audio_lld(a * noise, loudness=mode)[:, col("pcm_loudness_sma")]
+        for a in (0.01, 0.05, 0.2, 0.8)
+    ]
     for quiet, loud in zip(levels, levels[1:]):
         assert np.all(loud > quiet)
     # (a^2)^0.3: each step of x4 in amplitude is x4^0.6 in loudness.
@@ -178,13 +189,21 @@ def test_smoothing_and_deltas_by_hand():
     sma = (edge[:-2] + edge[1:-1] + edge[2:]) / 3
     np.testing.assert_allclose(out[:, col("pcm_loudness_sma")], sma, rtol=1e-4)
     pad = np.concatenate([[sma[0]] * 2, sma, [sma[-1]] * 2])
-    delta = np.array([(pad[t + 3] - pad[t + 1] + 2 * (pad[t + 4] - pad[t])) / 10 for t in range(10)])
+    delta = np.array(
+        [(pad[t + 3] - pad[t + 1] + 2 * (pad[t + 4] - pad[t])) / 10 for t in range(10)]
+    )
     np.testing.assert_allclose(out[:, col("pcm_loudness_sma_de")], delta, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
     ("f0", "harmonics", "pitch_window"),
-    [(450.0, 1, "frame"), (220.0, 10, "frame"), (310.0, 10, "frame"), (150.0, 1, "is10"), (120.0, 10, "is10")],
+    [
+        (450.0, 1, "frame"),
+        (220.0, 10, "frame"),
+        (310.0, 10, "frame"),
+        (150.0, 1, "is10"),
+        (120.0, 10, "is10"),
+    ],
 )
 def test_tone_f0_within_one_percent(f0, harmonics, pitch_window):
     out = extract_audio_lld(tone(f0, harmonics=harmonics), pitch_window=pitch_window)
@@ -256,7 +275,9 @@ def test_streaming_equals_whole(pitch_window):
 
 
 def test_deterministic():
-    x = pulse_train(61.0, 1.0, jitter=0.02, shimmer=0.1) + RNG.normal(0, 0.01, 16000).astype(np.float32)
+    x = pulse_train(61.0, 1.0, jitter=0.02, shimmer=0.1) + RNG.normal(0, 0.01, 16000).astype(
+        np.float32
+    )
     np.testing.assert_array_equal(extract_audio_lld(x), extract_audio_lld(x))
 
 
@@ -269,6 +290,8 @@ def test_bad_input_raises():
         AudioLLDExtractor(pitch_window="100ms")
     with pytest.raises(MediaError, match="1-D"):
         extract_audio_lld(np.zeros((100, 2), np.float32))
+    with pytest.raises(MediaError, match="float samples"):
+        extract_audio_lld(np.zeros(100, np.int16))
     with pytest.raises(MediaError, match="track.wav: audio contains NaN"):
         AudioLLDExtractor(source="track.wav").push(np.array([0.0, np.nan], np.float32))
 
@@ -325,8 +348,12 @@ def test_functional_names_and_subset():
     tracks = RNG.normal(size=(20, 3))
     subset = audio_functionals(tracks, 5, functionals=("max", "amean"))
     full = audio_functionals(tracks, 5).reshape(20, 3, len(FUNCTIONALS))
-    np.testing.assert_allclose(subset.reshape(20, 3, 2)[..., 0], full[..., FUNCTIONALS.index("max")], rtol=1e-6)
-    np.testing.assert_allclose(subset.reshape(20, 3, 2)[..., 1], full[..., FUNCTIONALS.index("amean")], rtol=1e-6)
+    np.testing.assert_allclose(
+        subset.reshape(20, 3, 2)[..., 0], full[..., FUNCTIONALS.index("max")], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        subset.reshape(20, 3, 2)[..., 1], full[..., FUNCTIONALS.index("amean")], rtol=1e-6
+    )
 
 
 def test_functionals_of_lld_output_and_errors():

@@ -108,7 +108,10 @@ def test_missing_package_says_how_to_install(monkeypatch):
 def test_patch_config_sets_keys_per_section():
     text = "[a:cFramer]\nframeSize = 0.025\nframeStep = 0.010\n[b:cFramer]\nframeSize = 0.060\n"
     patched = osl.patch_config(text, {("a", "frameStep"): "0.040", ("b", "frameSize"): "0.040"})
-    assert patched == "[a:cFramer]\nframeSize = 0.025\nframeStep = 0.040\n[b:cFramer]\nframeSize = 0.040\n"
+    assert (
+        patched
+        == "[a:cFramer]\nframeSize = 0.025\nframeStep = 0.040\n[b:cFramer]\nframeSize = 0.040\n"
+    )
     with pytest.raises(ConfigError, match="not found"):
         osl.patch_config(text, {("b", "frameStep"): "0.040"})
 
@@ -157,7 +160,9 @@ def test_agrees_with_opensmile_on_real_speech(opensmile_module, speech):
     rows = np.concatenate(rows)
     # (Voicing differs in a few near-silent frames, where SHS peaks are nearly equal.)
     for name in ("F0final_sma", "F0finEnv_sma"):
-        np.testing.assert_allclose(ours[rows, col(name)], theirs[rows, col(name)], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            ours[rows, col(name)], theirs[rows, col(name)], rtol=1e-3, atol=1e-3
+        )
 
 
 def test_is10_pitch_window_agrees_on_real_speech(opensmile_module, speech):
@@ -167,14 +172,24 @@ def test_is10_pitch_window_agrees_on_real_speech(opensmile_module, speech):
     for name in ("F0final_sma", "F0finEnv_sma", "voicingFinalUnclipped_sma", "shimmerLocal_sma"):
         assert every[name] >= 0.9, f"{name}: {every[name]:.3f}"
     # The 60 ms window finds more voiced frames than the 40 ms one.
-    frame_voiced = np.mean(np.concatenate([extract_audio_lld(x)[:, col("F0final_sma")] for x in speech]) > 0)
+    frame_voiced = np.mean(
+        np.concatenate([extract_audio_lld(x)[:, col("F0final_sma")] for x in speech]) > 0
+    )
     assert np.mean(ours[:, col("F0final_sma")] > 0) > frame_voiced + 0.1
 
 
 def test_jitter_and_shimmer_track_opensmile(opensmile_module):
     # Voiced (F0 above 250 Hz, resolved in a 40 ms window) with jitter and shimmer changing
     # every second: both implementations must follow the same changes.
-    levels = [(0.0, 0.0), (0.005, 0.0), (0.01, 0.05), (0.02, 0.1), (0.03, 0.2), (0.0, 0.3), (0.04, 0.0)]
+    levels = [
+        (0.0, 0.0),
+        (0.005, 0.0),
+        (0.01, 0.05),
+        (0.02, 0.1),
+        (0.03, 0.2),
+        (0.0, 0.3),
+        (0.04, 0.0),
+    ]
     x = np.concatenate([vowel(260.0 + 10 * k, j, s, seed=k) for k, (j, s) in enumerate(levels)])
     ours, theirs = extract_audio_lld(x), osl.opensmile_lld(x)
     every = correlations(ours, theirs)
@@ -182,6 +197,8 @@ def test_jitter_and_shimmer_track_opensmile(opensmile_module):
     for name in ("jitterLocal_sma", "jitterDDP_sma"):
         assert every[name] >= 0.8, f"{name}: {every[name]:.3f}"
     assert every["shimmerLocal_sma"] >= 0.9, every["shimmerLocal_sma"]
-    per_second = ours[: 25 * len(levels), col("jitterLocal_sma")].reshape(len(levels), 25).mean(axis=1)
+    per_second = (
+        ours[: 25 * len(levels), col("jitterLocal_sma")].reshape(len(levels), 25).mean(axis=1)
+    )
     assert per_second[-1] > 3 * per_second[1]  # 4 % jitter >> 0.5 % jitter
     assert ours.shape[1] == 2 * NUM_BASE_LLDS

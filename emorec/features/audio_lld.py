@@ -512,7 +512,7 @@ class _PitchSmoother:
 
 
 def _measure_periods(wave: np.ndarray, starts: np.ndarray, nominal: np.ndarray) -> tuple:
-    """Period length (samples), correlation and peak-to-peak amplitude at each start.
+    """Period length (in samples), its correlation and peak-to-peak amplitude at each start.
 
     ``wave`` must extend at least ``1.25 * nominal + round(nominal) + 1`` samples past each
     start plus the largest FFT length (zeros are fine).
@@ -583,9 +583,6 @@ class _JitterTracker:
     def __init__(self):
         self._previous_voiced = False
         self._last: tuple[float, float, float, bool] | None = None  # period, amplitude, |dT|, valid
-
-    def reset(self) -> None:
-        self.__init__()
 
     def process(self, wave: np.ndarray, f0: np.ndarray) -> np.ndarray:
         """``(n, 3)`` ``[jitterLocal, jitterDDP, shimmerLocal]`` for ``n`` consecutive frames.
@@ -748,10 +745,27 @@ class _RowQueue:
 # -- public API ----------------------------------------------------------------------------------
 
 
-def _checked_samples(samples, source: str) -> np.ndarray:
+def checked_samples(samples, source: str = "<samples>") -> np.ndarray:
+    """``samples`` as 1-D float32, after checking that it is mono, float and finite.
+
+    Args:
+        samples: audio samples in [-1, 1].
+        source: name used in error messages (e.g. the audio file).
+
+    Returns:
+        The samples as float32 (no copy when they already are).
+
+    Raises:
+        MediaError: not 1-D, not floating point, or NaN / infinite values.
+
+    >>> checked_samples([0.0, 0.5]).dtype
+    dtype('float32')
+    """
     samples = np.asarray(samples)
     if samples.ndim != 1:
         raise MediaError(f"{source}: audio must be 1-D mono samples, got shape {samples.shape}")
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise MediaError(f"{source}: audio must be float samples in [-1, 1], got {samples.dtype}")
     samples = samples.astype(np.float32, copy=False)
     if not np.all(np.isfinite(samples)):
         raise MediaError(f"{source}: audio contains NaN or infinite samples")
@@ -845,7 +859,7 @@ class AudioLLDExtractor:
         Raises:
             MediaError: ``samples`` is not 1-D or holds NaN or infinity.
         """
-        samples = _checked_samples(samples, self.source)
+        samples = checked_samples(samples, self.source)
         outputs = []
         step = self._block * FRAME_SAMPLES
         for begin in range(0, samples.size, step):
@@ -975,7 +989,7 @@ def extract_audio_lld(
     ((25, 76), 1.0)
     """
     extractor = AudioLLDExtractor(sample_rate, loudness=loudness, pitch_window=pitch_window)
-    samples = _checked_samples(samples, extractor.source)
+    samples = checked_samples(samples, extractor.source)
     out = np.empty((-(-samples.size // FRAME_SAMPLES), NUM_LLDS), np.float32)
     done = 0
     step = DEFAULT_BLOCK_FRAMES * FRAME_SAMPLES

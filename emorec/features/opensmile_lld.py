@@ -42,7 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from emorec.errors import ConfigError, MediaError
-from emorec.features.audio_lld import DEFAULT_PITCH_WINDOW, LLD_NAMES, PITCH_WINDOWS
+from emorec.features.audio_lld import (
+    DEFAULT_PITCH_WINDOW,
+    LLD_NAMES,
+    PITCH_WINDOWS,
+    checked_samples,
+)
 from emorec.manifest import atomic_write_bytes
 from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, SAMPLE_RATE
 
@@ -195,11 +200,7 @@ class OpensmileLLD:
         Raises:
             MediaError: ``samples`` is not 1-D or holds NaN or infinity.
         """
-        samples = np.asarray(samples)
-        if samples.ndim != 1:
-            raise MediaError(f"{source}: audio must be 1-D mono samples, got shape {samples.shape}")
-        if not np.all(np.isfinite(samples)):
-            raise MediaError(f"{source}: audio contains NaN or infinite samples")
+        samples = checked_samples(samples, source)
         frames = -(-samples.size // FRAME_SAMPLES)
         if frames == 0:
             return np.zeros((0, len(LLD_NAMES)), np.float32)

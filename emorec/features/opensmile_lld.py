@@ -23,11 +23,13 @@ stored in emorec.
 
 Frame count: the signal is zero-padded to whole frames (plus the 20 ms a
 60 ms pitch window reaches past the last frame), as emorec's grid does, and
-the first ``ceil(N / 640)`` rows are returned. openSMILE's own quirks stay:
-its pitch smoother outputs 0 F0 and voicing for frame 0, the last frame's
-pitch columns repeat the previous frame's unsmoothed values, and
+the first ``ceil(N / 640)`` rows are returned (a one-frame recording comes
+back as NaN: openSMILE needs two frames). openSMILE's own quirks stay: its
+pitch smoother outputs 0 F0 and voicing for frame 0, the last frame's pitch,
+jitter and shimmer columns repeat the previous frame's unsmoothed values, and
 ``pcm_loudness`` uses only each frame's first sample (audeering/opensmile
-issue #51; ``emorec.features.audio_lld`` reproduces that by default).
+issue #51). :mod:`emorec.features.audio_lld` reproduces the first and the
+third by default, not the second.
 """
 
 from __future__ import annotations

@@ -1,0 +1,23 @@
+"""Hand-crafted features on emorec's 40 ms frame grid (Chen & Jin's ``feature_lstm`` inputs).
+
+* :mod:`emorec.features.audio_lld`: emorec's own (numpy/scipy) implementation
+  of the 38 IS10 / emobase2010 paralinguistic low-level descriptors and their
+  deltas, one row per 40 ms frame.
+* :mod:`emorec.features.functionals`: statistical functionals of those tracks
+  over 3 s windows shifted by one frame (the AVEC 2015 "long-time" features).
+* :mod:`emorec.features.opensmile_lld`: the same 76 LLDs computed by the
+  ``opensmile`` package (optional extra ``emorec[opensmile]``; research /
+  non-commercial licence, never part of the default install).
+"""
+
+from emorec.features.audio_lld import LLD_NAMES, AudioLLDExtractor, extract_audio_lld
+from emorec.features.functionals import FUNCTIONALS, audio_functionals, functional_names
+
+__all__ = [
+    "FUNCTIONALS",
+    "LLD_NAMES",
+    "AudioLLDExtractor",
+    "audio_functionals",
+    "extract_audio_lld",
+    "functional_names",
+]

@@ -1,0 +1,1 @@
+"""Per-frame feature sets (audio LLDs, functionals, geometric and appearance video features)."""

@@ -241,10 +241,11 @@ def fit_mean_shape(landmarks, found=None, iterations: int = 50) -> np.ndarray:
     mean = canonical_shape(usable[0])
     for _ in range(iterations):
         new = canonical_shape(align_to_mean(usable, mean).mean(axis=0))
-        if np.allclose(new, mean, atol=1e-10):
-            break
+        converged = np.allclose(new, mean, atol=1e-10)
         mean = new
-    return new
+        if converged:
+            break
+    return mean
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,6 +8,10 @@
 * :mod:`emorec.features.opensmile_lld`: the same 76 LLDs computed by the
   ``opensmile`` package (optional extra ``emorec[opensmile]``; research /
   non-commercial licence, never part of the default install).
+* :mod:`emorec.features.landmarks68` and :mod:`emorec.features.geometric`:
+  dlib's 68 landmarks and the geometric shape features built on them.
+* :mod:`emorec.features.lgbp_top`: LGBP-TOP appearance features and their PCA.
+* :mod:`emorec.features.arff`: feature sets released as ARFF (RECOLA / AVEC 2016).
 """
 
 from emorec.features.audio_lld import LLD_NAMES, AudioLLDExtractor, extract_audio_lld

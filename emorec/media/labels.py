@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from emorec.arff import read_arff_table
 from emorec.errors import ConfigError, LabelError
 from emorec.schema import DEFAULT_LABEL_ALIGNMENT, FRAME_PERIOD, LABEL_ALIGNMENTS
 
 CSV_COLUMNS = ("time", "arousal", "valence")
-ARFF_TIME = "frametime"
-ARFF_VALUE = "goldstandard"
+ARFF_COLUMNS = ("frameTime", "GoldStandard")
 
 
 @dataclasses.dataclass
@@ -110,66 +110,24 @@ def read_label_csv(path) -> LabelTrack:
     return LabelTrack(data[:, 0], data[:, 1:])
 
 
-def _unquote(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
-
-
 def read_arff(path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an AVEC 2016 gold-standard ARFF: ``(times (N,) float64, values (N,) float32)``."""
+    """Read an AVEC 2016 gold-standard ARFF: ``(times (N,) float64, values (N,) float32)``.
+
+    Parsing is :func:`emorec.arff.read_arff_table`'s; a ``?`` rating is
+    reported as not a finite number with its line.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: no such ARFF file")
-    attributes: list[str] = []
-    times, values, lines = [], [], []
-    in_data = False
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        for line_num, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line or line.startswith("%"):
-                continue
-            if not in_data:
-                lower = line.lower()
-                if lower.startswith("@attribute"):
-                    parts = line.split(None, 2)
-                    if len(parts) < 3:
-                        raise LabelError(f"{path}: line {line_num}: malformed @attribute")
-                    attributes.append(_unquote(parts[1]).lower())
-                elif lower.startswith("@data"):
-                    in_data = True
-                    missing = [a for a in (ARFF_TIME, ARFF_VALUE) if a not in attributes]
-                    if missing:
-                        raise LabelError(
-                            f"{path}: missing attribute(s) "
-                            f"{', '.join({ARFF_TIME: 'frameTime', ARFF_VALUE: 'GoldStandard'}[a] for a in missing)}"
-                        )
-                    t_col, v_col = attributes.index(ARFF_TIME), attributes.index(ARFF_VALUE)
-                elif lower.startswith("@relation"):
-                    continue
-                else:
-                    raise LabelError(
-                        f"{path}: line {line_num}: unexpected header line {line[:40]!r}"
-                    )
-                continue
-            if line.startswith("{"):
-                raise LabelError(f"{path}: line {line_num}: sparse ARFF rows are not supported")
-            fields = next(
-                csv.reader([line], quotechar="'" if "'" in line else '"', skipinitialspace=True)
-            )
-            if len(fields) != len(attributes):
-                raise LabelError(
-                    f"{path}: line {line_num}: {len(fields)} fields, {len(attributes)} attributes"
-                )
-            times.append(_to_float(fields[t_col].strip()))
-            values.append(_to_float(fields[v_col].strip()))
-            lines.append(line_num)
-    if not in_data:
-        raise LabelError(f"{path}: not an ARFF file (no @data section)")
-    t = np.array(times, dtype=np.float64)
-    v = np.array(values, dtype=np.float64).reshape(-1, 1)
-    _check_series(path, t, v, ("GoldStandard",), lines)
+    table = read_arff_table(path, LabelError)
+    columns = {name: table.find(name) for name in ARFF_COLUMNS}
+    missing = [name for name, index in columns.items() if index is None]
+    if missing:
+        raise LabelError(f"{path}: missing attribute(s) {', '.join(missing)}")
+    for index in columns.values():
+        if not table.numeric_kind[index]:
+            raise LabelError(f"{path}: attribute {table.names[index]} is not numeric")
+    t = table.numeric[:, table.numeric_index(columns["frameTime"])]
+    v = table.numeric[:, table.numeric_index(columns["GoldStandard"])].reshape(-1, 1)
+    _check_series(path, t, v, ("GoldStandard",), table.lines)
     return t, v[:, 0].astype(np.float32)
 
 

@@ -21,6 +21,13 @@ frame ``i``. A ``cVectorConcat`` appended to the config joins the ``lld`` and
 written to a temporary directory of the process; nothing of openSMILE's is
 stored in emorec.
 
+Process: openSMILE's native library corrupts the heap (``malloc(): invalid
+size``, then an abort) when it runs in a process that loaded TensorFlow first.
+So when ``tensorflow`` is already imported, :class:`OpensmileLLD` runs openSMILE
+in a child Python process (``python -m emorec.features.opensmile_lld``) that
+never imports it, passing the samples and the LLDs through ``.npy`` files;
+otherwise it runs in process. The numbers are the same either way.
+
 Frame count: the signal is zero-padded to whole frames (plus the 20 ms a
 60 ms pitch window reaches past the last frame), as emorec's grid does, and
 the first ``ceil(N / 640)`` rows are returned (a one-frame recording comes
@@ -37,7 +44,10 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -178,7 +188,12 @@ class OpensmileLLD:
 
     def __init__(self, pitch_window: str = DEFAULT_PITCH_WINDOW):
         opensmile = _import_opensmile()
+        if pitch_window not in PITCH_WINDOWS:
+            raise ConfigError(f"pitch_window must be one of {', '.join(PITCH_WINDOWS)}, got {pitch_window!r}")
         self.pitch_window = pitch_window
+        self._smile = None
+        if "tensorflow" in sys.modules:
+            return  # openSMILE then runs in a child process (see the module docstring)
         self._smile = opensmile.Smile(
             feature_set=str(config_path(pitch_window)), feature_level=ALL_LLD_LEVEL
         )
@@ -209,12 +224,50 @@ class OpensmileLLD:
         reach = PITCH_WINDOWS[self.pitch_window] - FRAME_SAMPLES
         padded = np.zeros(frames * FRAME_SAMPLES + reach, np.float32)
         padded[: samples.size] = samples
-        table = self._smile.process_signal(padded, SAMPLE_RATE).to_numpy(dtype=np.float32)
+        table = self._process(padded, source)
         if table.shape[0] < frames:
             raise MediaError(
                 f"{source}: openSMILE returned {table.shape[0]} frames for {frames} grid frames"
             )
         return table[:frames]
+
+
+    def feature_names(self) -> tuple[str, ...]:
+        """The column names openSMILE itself reports (checked equal to :data:`LLD_NAMES` on creation)."""
+        if self._smile is not None:
+            return tuple(self._smile.feature_names)
+        with tempfile.TemporaryDirectory(prefix="emorec-opensmile-") as tmp:
+            back = Path(tmp) / "names.txt"
+            self._child(["names", str(back), self.pitch_window], "feature names")
+            return tuple(back.read_text().splitlines())
+
+    def _process(self, padded: np.ndarray, source: str) -> np.ndarray:
+        if self._smile is not None:
+            return self._smile.process_signal(padded, SAMPLE_RATE).to_numpy(dtype=np.float32)
+        with tempfile.TemporaryDirectory(prefix="emorec-opensmile-") as tmp:
+            given, back = Path(tmp) / "samples.npy", Path(tmp) / "lld.npy"
+            np.save(given, padded)
+            self._child(["lld", str(given), str(back), self.pitch_window], source)
+            return np.load(back)
+
+    @staticmethod
+    def _child(argv: list[str], source: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "emorec.features.opensmile_lld", *argv],
+                              capture_output=True, text=True, env=dict(os.environ))
+        if proc.returncode != 0:
+            raise MediaError(f"{source}: openSMILE failed in its worker process: {proc.stderr.strip()[-500:]}")
+
+
+def _worker(argv: list[str]) -> int:
+    """Child process (never imports TensorFlow): ``lld IN.npy OUT.npy PITCH`` or ``names OUT.txt PITCH``."""
+    if argv[0] == "names":
+        _, back, pitch_window = argv
+        Path(back).write_text("\n".join(OpensmileLLD(pitch_window).feature_names()))
+        return 0
+    _, given, back, pitch_window = argv
+    extractor = OpensmileLLD(pitch_window)
+    np.save(back, extractor._process(np.load(given), given))
+    return 0
 
 
 def opensmile_lld(
@@ -269,3 +322,7 @@ __all__ = [
     "opensmile_lld",
     "patch_config",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))

@@ -3,9 +3,12 @@
 ``make_dataset`` yields batches with the keys of docs/ARCHITECTURE.md:
 ``audio (B, T, 640)``, ``video (B, T, S, S, 3)`` float32 in [0, 1],
 ``landmarks (B, T, 5, 2)``, ``face_found (B, T)``, ``labels (B, T, 2)``,
-``mask (B, T)``, ``recording_id (B,)``, ``start_frame (B,)``, ``reset (B,)``.
-Only the requested modalities' keys are present; ``labels``, ``mask``,
-``recording_id``, ``start_frame`` and ``reset`` always are.
+``mask (B, T)``, ``target (B, T)``, ``recording_id (B,)``, ``start_frame (B,)``,
+``reset (B,)``. Only the requested modalities' keys are present; ``labels``,
+``mask``, ``target``, ``recording_id``, ``start_frame`` and ``reset`` always are.
+``target`` marks the frames a window is scored on: every real frame
+(``target="all"``), or only the last real frame of each row (``"last"``:
+Nguyen et al.'s reading, "the frame and its last four" predict the frame).
 
 Choices worth knowing:
 
@@ -13,8 +16,11 @@ Choices worth knowing:
   :meth:`DatasetHandle.has_labels <emorec.dataset.DatasetHandle.has_labels>` before trusting them.
   Labels are read only if every recording of the partition has them.
 - Window mode (default): every row is an independent window, so ``reset`` is
-  True on every row. Training shuffles whole windows (never frames) through a
-  buffer of ``shuffle_buffer`` windows, after shuffling the shard order.
+  True on every row. Training draws the windows as :mod:`emorec.sampling`
+  says: one permutation of all the partition's windows per pass, an epoch a
+  stretch of that endless stream (so every window is seen equally often over
+  a run), each window read by its byte offset; ``epoch`` and ``skip`` say
+  which batches. Evaluation reads every window once, in shard order.
 - ``window_frames`` shorter than the stored window splits each stored window
   into ``ceil(W / T)`` consecutive sub-windows; the last one is padded with
   mask-0 frames when ``T`` does not divide ``W``; sub-windows with no real
@@ -34,13 +40,19 @@ Choices worth knowing:
   reading; a mismatch fails with the shard's path).
 - Training augmentation (emorec.augment) is applied frame by frame, each frame
   with its own draws, as the original per-frame pipeline did. Landmarks are
-  moved with the crop. Given ``seed``, shuffles and augmentation are
-  reproducible; each pass over the dataset (epoch) gets new draws.
+  moved with the crop. Given ``seed``, the order and the augmentation are
+  reproducible: a window's draws are a function of its stream position.
+- ``audio_norm="recording"`` standardises each recording's audio to zero
+  mean and unit variance at read time (Nguyen et al.), with the statistics of
+  the stored audio (:meth:`DatasetHandle.audio_stats
+  <emorec.dataset.DatasetHandle.audio_stats>`), so one dataset serves both the
+  raw-waveform models (``none``, Tzirakis' release) and the normalised ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -53,6 +65,7 @@ import tensorflow as tf
 from emorec.augment import augment_faces
 from emorec.dataset import DatasetHandle, open_dataset
 from emorec.errors import ConfigError, DatasetError
+from emorec.media.audio import AUDIO_NORMS, normalization_scale
 from emorec.schema import (
     CTX_RECORDING_ID,
     CTX_START_FRAME,
@@ -66,6 +79,8 @@ from emorec.schema import (
     NUM_LANDMARKS,
     parse_window_tensors,
 )
+
+logger = logging.getLogger(__name__)
 
 _MAX_INTERLEAVE = 16
 # Per-frame keys of the internal window element (before decoding).
@@ -87,6 +102,8 @@ class _Plan:
     face_size: int
     window_frames: int
     hop_frames: int
+    # Per shard (recording) audio mean and standard deviation; None = audio read as stored.
+    audio_stats: tuple[tuple[float, float], ...] | None = None
 
     @property
     def audio(self) -> bool:
@@ -97,7 +114,8 @@ class _Plan:
         return "video" in self.modalities
 
 
-def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None) -> _Plan:
+def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None,
+          audio_norm: str = "none") -> _Plan:
     shards = data.shards(partition)
     if not shards:
         raise DatasetError(f"{data.path}: dataset has no recordings in partition {partition!r}")
@@ -120,20 +138,59 @@ def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None)
         face_size=data.face_size,
         window_frames=data.window_frames,
         hop_frames=data.hop_frames,
+        audio_stats=_audio_stats(data, partition, shards, wanted, audio_norm),
     )
+
+
+def _audio_stats(data: DatasetHandle, partition: str, shards, modalities, audio_norm: str):
+    """Per shard ``(mean, scale)`` for read-time standardisation, or None."""
+    if audio_norm not in AUDIO_NORMS:
+        raise ConfigError(f"audio_norm must be one of {', '.join(AUDIO_NORMS)}, got {audio_norm!r}")
+    if audio_norm == "none" or "audio" not in modalities:
+        return None
+    stats = audio_statistics(data, partition)
+    return tuple((stats[s.recording_id][0], normalization_scale(stats[s.recording_id][1])) for s in shards)
+
+
+def audio_statistics(data: DatasetHandle, partition: str) -> dict[str, tuple[float, float]]:
+    """``{recording_id: (mean, std)}`` of the stored audio of a partition's recordings.
+
+    Read from the manifest (the build stores them); for a dataset built before
+    that, computed once from the shards and kept on the handle.
+    """
+    stats = {s.recording_id: (s.audio_mean, s.audio_std) for s in data.shards(partition)}
+    if all(m is not None and v is not None for m, v in stats.values()):
+        return stats
+    cache = data.cache.setdefault("audio_statistics", {})
+    if partition not in cache:
+        from emorec.media.audio import Moments
+
+        logger.info("computing the audio statistics of partition %s (a dataset built before emorec stored them)",
+                    partition)
+        cache[partition] = {}
+        for rid, arrays in read_recordings(data, partition, ["audio"]):
+            moments = Moments()
+            moments.add(arrays["audio"])
+            cache[partition][rid] = (float(moments.mean), float(moments.std))
+    return cache[partition]
+
+
+TARGETS = ("all", "last")
 
 
 @dataclasses.dataclass(frozen=True)
 class ReadSpec:
     """How :func:`make_dataset` reads a partition.
 
-    ``training`` shuffles (windows, or the recording order in stream mode);
-    ``augment`` applies the face augmentation and defaults to ``training``.
-    ``window_frames`` None = the stored window; it may exceed the stored
-    window only in stream mode. ``drop_remainder`` None drops the last short
-    batch only when training in window mode (stream mode always gives full
-    batches). ``deterministic`` None means True when a ``seed`` is given,
-    tf.data's default otherwise.
+    ``training`` draws windows as :mod:`emorec.sampling` says (window mode:
+    batches ``skip …`` of epoch ``epoch``, ``steps`` of them, default one
+    pass) or shuffles the recording order (stream mode, repeated when
+    ``repeat``); ``augment`` applies the face augmentation and defaults to
+    ``training``. ``window_frames`` None = the stored window; it may exceed the
+    stored window only in stream mode. ``drop_remainder`` None drops the last
+    short batch only when training (stream mode always gives full batches).
+    ``target`` and ``audio_norm``: see the module docstring. ``deterministic``
+    None means True when a ``seed`` is given, tf.data's default otherwise.
     """
 
     batch_size: int
@@ -142,10 +199,14 @@ class ReadSpec:
     augment: bool | None = None
     window_frames: int | None = None
     stream_ordered: bool = False
-    shuffle_buffer: int = 256
     seed: int | None = None
+    epoch: int = 0
+    steps: int | None = None
+    skip: int = 0
     repeat: bool = False
     drop_remainder: bool | None = None
+    target: str = "all"
+    audio_norm: str = "none"
     num_parallel_calls: int = tf.data.AUTOTUNE
     deterministic: bool | None = None
 
@@ -287,14 +348,24 @@ def _decode_faces(faces, face_size: int):
     return tf.reshape(images, tf.concat([tf.shape(faces), [face_size, face_size, 3]], axis=0))
 
 
-def _finish_fn(plan: _Plan, augment: bool, reset_all: bool):
+def _target(mask, target: str):
+    """Frames scored: the mask itself, or only each row's last real frame (``(..., T)``)."""
+    if target == "all":
+        return mask
+    last = tf.cast(tf.reduce_sum(mask, axis=-1), tf.int32) - 1
+    return tf.one_hot(last, tf.shape(mask)[-1], dtype=mask.dtype)  # all zeros for an empty row
+
+
+def _finish_fn(plan: _Plan, augment: bool, reset_all: bool, target: str = "all"):
     """Internal element (a window or a stacked batch) + augmentation seed -> output dict."""
     size = plan.face_size
 
     def finish(window, seed):
+        mask = tf.cast(window[FL_VALID], tf.float32)
         out = {
             "labels": window["labels"],
-            "mask": tf.cast(window[FL_VALID], tf.float32),
+            "mask": mask,
+            "target": _target(mask, target),
             "recording_id": window["recording_id"],
             "start_frame": window["start_frame"],
             "reset": (
@@ -330,43 +401,126 @@ def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.zip(ds, seeds)
 
 
-# --- the two modes ------------------------------------------------------------------------
+def _normalize_fn(plan: _Plan):
+    """Element with ``shard`` -> its audio standardised with that recording's statistics (padding stays 0)."""
+    means = tf.constant([m for m, _ in plan.audio_stats], tf.float32)
+    stds = tf.constant([s for _, s in plan.audio_stats], tf.float32)
+
+    def normalize(window):
+        valid = tf.cast(window[FL_VALID], tf.float32)[..., None]
+        audio = (window[FL_AUDIO] - tf.gather(means, window["shard"])) / tf.gather(stds, window["shard"])
+        return {**window, FL_AUDIO: audio * valid}
+
+    return normalize
 
 
-def _window_dataset(plan, *, batch_size, frames, training, augment, shuffle_buffer, seed, repeat,
-                    drop_remainder, num_parallel_calls, deterministic) -> tf.data.Dataset:
-    files = tf.data.Dataset.from_tensor_slices(list(plan.paths))
-    if training:
-        files = files.shuffle(len(plan.paths), seed=_sub_seed(seed, 0), reshuffle_each_iteration=True)
-    ds = files.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(plan.paths), _MAX_INTERLEAVE),
-        block_length=1,
-        num_parallel_calls=num_parallel_calls,
-        deterministic=deterministic,
-    )
-    ds = ds.map(_parse_fn(plan), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+def _tagged_records(path, shard):
+    return tf.data.TFRecordDataset(path).map(lambda record: (record, shard))
+
+
+def _with_shard(parse):
+    def parse_tagged(record, shard):
+        return {**parse(record), "shard": shard}
+
+    return parse_tagged
+
+
+def _window_dataset(plan, *, batch_size, frames, augment, repeat, drop_remainder, target, num_parallel_calls,
+                    deterministic) -> tf.data.Dataset:
+    """Every stored window (or sub-window) once, in shard order (evaluation and validation)."""
+    files = tf.data.Dataset.from_tensor_slices((list(plan.paths), tf.range(len(plan.paths), dtype=tf.int64)))
+    ds = files.interleave(_tagged_records, cycle_length=1, num_parallel_calls=num_parallel_calls,
+                          deterministic=True)
+    ds = ds.map(_with_shard(_parse_fn(plan)), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    if plan.audio_stats is not None:
+        ds = ds.map(_normalize_fn(plan), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     if frames < plan.window_frames:
         ds = ds.map(_split_fn(plan, frames)).unbatch().filter(_has_real_frame)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, 1), reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = _with_seeds(ds, _sub_seed(seed, 2))
-    ds = ds.map(
-        _finish_fn(plan, augment, reset_all=True),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=deterministic,
-    )
+    ds = _with_seeds(ds, None)
+    ds = ds.map(_finish_fn(plan, augment, reset_all=True, target=target),
+                num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
-def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames) -> tf.data.Dataset:
+def training_examples(plan: _Plan, frames: int):
+    """The partition's training examples (:class:`emorec.sampling.Examples`) for ``frames``-frame windows."""
+    from emorec.sampling import enumerate_examples
+
+    return enumerate_examples(plan.frames, plan.windows, plan.window_frames, plan.hop_frames, frames)
+
+
+def count_examples(data, partition: str, frames: int) -> int:
+    """How many ``frames``-frame training windows a partition gives (stored windows or their sub-windows)."""
+    data = open_dataset(data)
+    return len(training_examples(_plan(data, partition, data.modalities), frames))
+
+
+def _sampled_dataset(plan, *, batch_size, frames, augment, seed, epoch, steps, skip, target,
+                     num_parallel_calls, deterministic) -> tf.data.Dataset:
+    """Training batches ``skip …`` of epoch ``epoch``, drawn as :mod:`emorec.sampling` says."""
+    from emorec.sampling import epoch_examples, record_offsets, steps_in_epoch
+
+    examples = training_examples(plan, frames)
+    n = len(examples)
+    steps = steps_in_epoch(n, batch_size, steps)
+    if steps < 1:
+        raise DatasetError(
+            f"{plan.data_dir}: partition {plan.partition} holds {n} training windows of {frames} frames, "
+            f"fewer than a batch of {batch_size}; pass --batch-size {max(1, n)} or fewer"
+        )
+    ids, positions = epoch_examples(n, int(seed or 0), batch_size, steps, epoch, skip)
+    offsets, lengths, sizes = [], [], []
+    for path in plan.paths:
+        offset, length = record_offsets(path)
+        if len(offset) != plan.windows[len(offsets)]:
+            raise DatasetError(f"{path}: holds {len(offset)} windows, the manifest says {plan.windows[len(offsets)]}")
+        offsets.append(offset)
+        lengths.append(length)
+        sizes.append(os.path.getsize(path))
+    shard, record = examples.shard[ids], examples.record[ids]
+    offset = np.array([offsets[a][b] for a, b in zip(shard, record)], np.int64)
+    length = np.array([lengths[a][b] for a, b in zip(shard, record)], np.int64)
+    footer = np.asarray(sizes, np.int64)[shard] - offset - length
+    table = (np.asarray(plan.paths)[shard], offset, length, footer, shard, examples.sub[ids], positions)
+
+    def read(path, offset, length, footer, shard, sub, position):
+        record = tf.data.FixedLengthRecordDataset(path, record_bytes=length, header_bytes=offset,
+                                                  footer_bytes=footer)
+        return tf.data.Dataset.zip(record, tf.data.Dataset.from_tensors((shard, sub, position)))
+
+    ds = tf.data.Dataset.from_tensor_slices(table).interleave(
+        read, cycle_length=_MAX_INTERLEAVE, block_length=1, num_parallel_calls=num_parallel_calls,
+        deterministic=True)
+    parse = _parse_fn(plan)
+    split = _split_fn(plan, frames) if frames < plan.window_frames else None
+
+    def example(record, meta):
+        shard, sub, position = meta
+        window = {**parse(record), "shard": shard}
+        if split is not None:
+            window = {k: v[sub] for k, v in split(window).items() if k != "shard"} | {"shard": shard}
+        # Augmentation draws are a function of (seed, stream position): resumed runs redraw them exactly.
+        return window, tf.stack([tf.constant(int(seed or 0), tf.int64), position])
+
+    ds = ds.map(example, num_parallel_calls=num_parallel_calls, deterministic=True)
+    if plan.audio_stats is not None:
+        normalize = _normalize_fn(plan)
+        ds = ds.map(lambda window, draw: (normalize(window), draw), num_parallel_calls=num_parallel_calls,
+                    deterministic=True)
+    ds = ds.map(_finish_fn(plan, augment, reset_all=True, target=target), num_parallel_calls=num_parallel_calls,
+                deterministic=deterministic)
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames, norm=None) -> tf.data.Dataset:
     """One lane: its recordings' shards read back to back, cut into T-frame rows.
 
     Each recording's frames are padded (valid 0) to a multiple of T after its
     last stored window (counted with the manifest's ``windows``), so that
     re-batching the frame stream by T never puts two recordings in one row.
+    ``norm`` = the lane's recordings' audio ``(means, stds)`` to standardise with.
     """
     black = _black_jpeg(plan.face_size)
     zero = tf.constant(0, tf.int64)
@@ -385,6 +539,8 @@ def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames) -> 
         )
         with tf.control_dependencies([same]):
             chunk, covered = _new_frames(plan, window, covered, path)
+        if norm is not None:
+            chunk = {**chunk, FL_AUDIO: (chunk[FL_AUDIO] - norm[0][rec]) / norm[1][rec]}
         seen += 1
         last = tf.equal(seen, windows[rec])
         total = emitted + tf.size(chunk["frame"], out_type=tf.int64)
@@ -466,11 +622,15 @@ def _stream_dataset(plan, *, batch_size, frames, training, augment, seed, repeat
     valid_frames = tf.constant(plan.frames, tf.int64)
     pad = tf.data.Dataset.from_tensors(_pad_row(plan, frames)).repeat()
     count = len(plan.paths)
+    norm = None
+    if plan.audio_stats is not None:
+        norm = (tf.constant([m for m, _ in plan.audio_stats], tf.float32),
+                tf.constant([s for _, s in plan.audio_stats], tf.float32))
 
-    def epoch(epoch_seed):
+    def epoch(order_seed):
         if training:
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(count, dtype=tf.int64), seed=tf.stack([epoch_seed, tf.constant(0, tf.int64)])
+                tf.range(count, dtype=tf.int64), seed=tf.stack([order_seed, tf.constant(0, tf.int64)])
             )
         else:
             order = tf.range(count, dtype=tf.int64)
@@ -482,6 +642,7 @@ def _stream_dataset(plan, *, batch_size, frames, training, augment, seed, repeat
             rows = _lane_rows(
                 plan, frames, tf.gather(paths, mine), tf.gather(rids, mine),
                 tf.gather(windows, mine), tf.gather(valid_frames, mine),
+                None if norm is None else (tf.gather(norm[0], mine), tf.gather(norm[1], mine)),
             )
             return rows.concatenate(pad).take(steps)
 
@@ -526,12 +687,12 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
     data = open_dataset(data)
     batch_size, training, seed = spec.batch_size, spec.training, spec.seed
     stream_ordered, augment, deterministic = spec.stream_ordered, spec.augment, spec.deterministic
-    drop_remainder, repeat, num_parallel_calls = spec.drop_remainder, spec.repeat, spec.num_parallel_calls
-    shuffle_buffer, window_frames = spec.shuffle_buffer, spec.window_frames
-    plan = _plan(data, partition, spec.modalities)
+    if spec.target not in TARGETS:
+        raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {spec.target!r}")
+    plan = _plan(data, partition, spec.modalities, spec.audio_norm)
     if batch_size < 1:
         raise ConfigError(f"{plan.data_dir}: batch_size must be at least 1, got {batch_size}")
-    frames = plan.window_frames if window_frames is None else int(window_frames)
+    frames = plan.window_frames if spec.window_frames is None else int(spec.window_frames)
     if frames < 1:
         raise ConfigError(f"{plan.data_dir}: window_frames must be at least 1, got {frames}")
     if frames > plan.window_frames and not stream_ordered:
@@ -544,30 +705,44 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
             f"{plan.data_dir}: hop ({plan.hop_frames} frames) exceeds the window "
             f"({plan.window_frames}); recordings have gaps and cannot be streamed"
         )
+    if stream_ordered and spec.target != "all":
+        raise ConfigError(f"{plan.data_dir}: stream-ordered rows are scored on every frame (target all)")
     if deterministic is None and seed is not None:
         deterministic = True
     if augment is None:
         augment = training
+    common = dict(batch_size=batch_size, frames=frames, augment=augment,
+                  num_parallel_calls=spec.num_parallel_calls, deterministic=deterministic)
     if stream_ordered:
-        ds = _stream_dataset(
-            plan, batch_size=batch_size, frames=frames, training=training, augment=augment, seed=seed,
-            repeat=repeat, num_parallel_calls=num_parallel_calls, deterministic=deterministic,
-        )
+        order_seed = epoch_seed(seed, spec.epoch) if (training and seed is not None) else seed
+        ds = _stream_dataset(plan, training=training, seed=order_seed, repeat=spec.repeat or bool(spec.steps),
+                             **common)
+        if spec.steps:
+            ds = ds.take(spec.steps)
+        if spec.skip:
+            ds = ds.skip(spec.skip)
+    elif training:
+        ds = _sampled_dataset(plan, seed=seed, epoch=spec.epoch, steps=spec.steps, skip=spec.skip,
+                              target=spec.target, **common)
     else:
-        if drop_remainder is None:
-            drop_remainder = training
-        if shuffle_buffer < 1:
-            raise ConfigError(f"{plan.data_dir}: shuffle_buffer must be at least 1, got {shuffle_buffer}")
-        ds = _window_dataset(
-            plan, batch_size=batch_size, frames=frames, training=training, augment=augment,
-            shuffle_buffer=shuffle_buffer, seed=seed, repeat=repeat, drop_remainder=drop_remainder,
-            num_parallel_calls=num_parallel_calls, deterministic=deterministic,
-        )
+        drop_remainder = bool(spec.drop_remainder)
+        ds = _window_dataset(plan, repeat=spec.repeat, drop_remainder=drop_remainder, target=spec.target,
+                             **common)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Stream mode's order seed of epoch ``epoch`` (0-based): a fixed function of the run seed and the epoch.
+
+    >>> epoch_seed(3, 1) == epoch_seed(3, 1) != epoch_seed(3, 2)
+    True
+    """
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2**31 - 1)
+
+
 def read_recordings(
-    data: str | os.PathLike | DatasetHandle, partition: str, modalities: Sequence[str] | None = None
+    data: str | os.PathLike | DatasetHandle, partition: str, modalities: Sequence[str] | None = None,
+    audio_norm: str = "none",
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(recording_id, arrays)`` per recording with all its valid frames stitched back.
 
@@ -577,8 +752,8 @@ def read_recordings(
     recording-id order; a shard whose frames do not match the manifest raises
     ConfigError naming it.
     """
-    plan = _plan(open_dataset(data), partition, modalities)
-    for rid, path, expected in zip(plan.recording_ids, plan.paths, plan.frames):
+    plan = _plan(open_dataset(data), partition, modalities, audio_norm)
+    for k, (rid, path, expected) in enumerate(zip(plan.recording_ids, plan.paths, plan.frames)):
         parts: dict[str, list[np.ndarray]] = {}
         chunks = _recording_frames(plan, path)
         if plan.video:
@@ -603,6 +778,9 @@ def read_recordings(
         arrays = {"mask": stitched.pop(FL_VALID).astype(np.float32)}
         if plan.audio:
             arrays["audio"] = stitched[FL_AUDIO]
+            if plan.audio_stats is not None:
+                mean, std = plan.audio_stats[k]
+                arrays["audio"] = ((arrays["audio"] - mean) / std).astype(np.float32)
         if plan.video:
             arrays["video"] = stitched[FL_FACE]
             arrays["landmarks"] = stitched[FL_LANDMARKS]

@@ -23,6 +23,8 @@ class DatasetHandle:
 
     path: Path
     manifest: DatasetManifest
+    # Things computed from the shards once per opened dataset (e.g. audio statistics of old datasets).
+    cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> DatasetHandle:
@@ -93,6 +95,29 @@ class DatasetHandle:
     def has_labels(self, partition: str) -> bool:
         """True if every recording of the partition carries labels."""
         return self.manifest.has_labels(partition)
+
+    def check_labels(self, partition: str, required: bool = False) -> bool:
+        """Whether ``partition`` is labelled; a partition mixing labelled and unlabelled recordings is an error.
+
+        Args:
+            partition: the partition.
+            required: an unlabelled partition is an error too (training).
+
+        Returns:
+            True if every recording has labels, False if none has.
+
+        Raises:
+            DatasetError: naming the recordings without labels.
+        """
+        shards = self.shards(partition)
+        unlabelled = [s.recording_id for s in shards if not s.has_labels]
+        if shards and (required or len(unlabelled) < len(shards)) and unlabelled:
+            raise DatasetError(
+                f"{self.path}: partition {partition} has recordings without labels: {', '.join(unlabelled)} "
+                f"({len(shards) - len(unlabelled)} of {len(shards)} are labelled); every recording of a "
+                "partition that is trained on or scored needs its labels (fix the labels column of the "
+                "recordings CSV and rebuild)")
+        return bool(shards) and not unlabelled
 
     def summary(self) -> dict:
         """Modalities, window/hop frames, face size and per-partition counts."""

@@ -79,66 +79,18 @@ def load_best_model(run_dir):
 # -- inference ----------------------------------------------------------------------------------
 
 
-def model_inputs(arrays: dict, names) -> dict:
-    """Per-recording arrays → model inputs with a batch axis of 1; faces uint8 → float32 in [0, 1]."""
-    out = {}
-    for name in names:
-        if name not in arrays:
-            raise ConfigError(f"the model needs input {name!r}, which the dataset does not hold")
-        value = arrays[name]
-        if name == "video" and value.dtype == np.uint8:
-            value = value.astype(np.float32) / 255.0
-        out[name] = np.asarray(value, np.float32)[None]
-    return out
+def inference_mode(value, config) -> tuple[str, int | None]:
+    """How ``--eval-window`` runs the model: ``(mode, frames)`` for :class:`~emorec.inference.RecordingPredictor`.
 
-
-class Predictor:
-    """Runs one model over whole recordings, windowed (zero state per window) or whole."""
-
-    def __init__(self, model, window_frames: int | None, chunk_frames: int, batch_size: int = 8):
-        import tensorflow as tf
-
-        from emorec.streaming import StreamRunner, build_streaming, input_names
-
-        self.model = model
-        self.names = input_names(model)
-        self.window_frames = window_frames
-        self.chunk_frames = int(chunk_frames)
-        self.batch_size = max(1, int(batch_size))
-
-        @tf.function(reduce_retracing=True)
-        def forward(inputs):
-            return model(inputs, training=False)["emotion"]
-
-        self._forward = forward
-        self._runner = None
-        if window_frames is None:
-            try:
-                self._runner = StreamRunner(build_streaming(model))
-            except ConfigError:
-                self._runner = None  # no streaming form: one call on the whole recording
-
-    def __call__(self, arrays: dict) -> np.ndarray:
-        """Predictions ``(N, 2)`` for one recording's arrays (as yielded by ``read_recordings``)."""
-        inputs = model_inputs(arrays, self.names)
-        total = inputs[self.names[0]].shape[1]
-        if self.window_frames is None:
-            if self._runner is not None:
-                return self._runner.run(inputs, self.chunk_frames)[0][0]
-            return self._forward(inputs).numpy()[0]
-        w = self.window_frames
-        count = -(-total // w)
-        windows = {}
-        for k, v in inputs.items():
-            # Zero padding after the end cannot change earlier outputs: every part is causal per frame.
-            padded = np.zeros((1, count * w, *v.shape[2:]), np.float32)
-            padded[:, :total] = v
-            windows[k] = padded.reshape(count, w, *v.shape[2:])
-        out = [
-            self._forward({k: v[i:i + self.batch_size] for k, v in windows.items()}).numpy()
-            for i in range(0, count, self.batch_size)
-        ]
-        return np.concatenate(out).reshape(count * w, -1)[:total]
+    ``train`` evaluates as the run was trained: its windows, consecutive
+    (``data.target: all``) or sliding and scored on their last frame (``last``).
+    """
+    frames = resolve_eval_window(value, config)
+    if frames is None:
+        return "whole", None
+    if value == "train" and config.data.target == "last":
+        return "sliding", frames
+    return "window", frames
 
 
 def resolve_eval_window(value, config) -> int | None:
@@ -250,6 +202,7 @@ def evaluate_run(
     from emorec.config import load_run_config
     from emorec.data import read_recordings
     from emorec.dataset import open_dataset
+    from emorec.inference import RecordingPredictor
     from emorec.metrics import evaluate_recordings
     from emorec.postprocess import PostprocessParams, apply_postprocessing, tune_postprocessing
     from emorec.protocol import load_protocol
@@ -274,8 +227,8 @@ def evaluate_run(
             f"{', '.join(protocol.partitions.apply)} (partitions.apply), not on {partition}"
         )
     window_value = protocol.inference.eval_window if eval_window is None else eval_window
-    window = resolve_eval_window(window_value, config)
-    inference = {"eval_window": "whole" if window is None else str(window_value), "frames": window}
+    mode, window = inference_mode(window_value, config)
+    inference = {"eval_window": "whole" if window is None else str(window_value), "mode": mode, "frames": window}
     params = None
     if postprocess == "apply":
         if not run.postprocess.is_file():
@@ -286,12 +239,13 @@ def evaluate_run(
 
     chunk = int(chunk_frames or protocol.inference.chunk_frames)
     model = model if model is not None else load_best_model(run.path)
-    predictor = Predictor(model, window, chunk, batch_size=config.data.batch_size)
+    predictor = RecordingPredictor(model, mode, window, chunk, batch_size=config.data.batch_size)
     modalities = [m for m in ("audio", "video") if m in predictor.names]
     alignment = data.label_alignment
 
+    data.check_labels(partition)
     preds, golds = {}, {}
-    recordings = read_recordings(data, partition, modalities=modalities or None)
+    recordings = read_recordings(data, partition, modalities=modalities or None, audio_norm=config.data.audio_norm)
     for rid, arrays in tqdm(recordings, desc=f"evaluate {partition}", unit="rec", disable=not progress):
         preds[rid] = predictor(arrays).astype(np.float64)
         golds[rid] = arrays.get("labels")
@@ -306,7 +260,7 @@ def evaluate_run(
         "convention": convention,
         "headline": "ccc = one CCC over all frames of the partition concatenated "
                     f"({convention} convention); {', '.join(also) or 'nothing'} beside it",
-        "eval_window": {"mode": inference["eval_window"], "frames": window,
+        "eval_window": {"mode": inference["eval_window"], "inference": mode, "frames": window,
                         "chunk_frames": chunk if window is None else None},
         "label_alignment": alignment, "labelled": labelled,
         "num_recordings": len(preds), "postprocess": {"mode": postprocess},
@@ -364,7 +318,8 @@ def check_postprocess_inference(params, inference: dict, path) -> None:
         ConfigError: naming the file, both modes, and how to re-tune.
     """
     tuned = params.inference
-    if tuned is None or tuned.get("frames") == inference.get("frames"):
+    if tuned is None or (tuned.get("frames"), tuned.get("mode", "window" if tuned.get("frames") else "whole")) == (
+            inference.get("frames"), inference.get("mode")):
         return
     raise ConfigError(
         f"{path}: the post-processing was tuned on predictions made with eval window "

@@ -113,6 +113,11 @@ def ccc_loss(y_true, y_pred, mask=None, reduce_fn=global_moments, eps=DEFAULT_EP
     return ops.cast(ops.mean(1.0 - rho), "float32")
 
 
+def scored_frames(batch):
+    """The frames the emotion loss is computed on: ``target`` (see :mod:`emorec.data`), else ``mask``."""
+    return batch.get("target", batch.get("mask"))
+
+
 @dataclasses.dataclass(frozen=True)
 class CCCLossConfig(Section):
     """The ``loss:`` section of models trained on the plain CCC objective: it has no settings."""
@@ -123,10 +128,11 @@ class CCCLossConfig(Section):
 def ccc_objective(batch, outputs, reduce_fn=global_moments):
     """Default training objective: ``(loss, {"ccc_loss", "ccc_arousal", "ccc_valence"})`` from a batch and model outputs.
 
-    Uses ``batch["labels"]`` ``(B, T, 2)``, ``batch["mask"]`` ``(B, T)`` and
+    Uses ``batch["labels"]`` ``(B, T, 2)``, the frames to score ``batch["target"]``
+    ``(B, T)`` (every real frame, or each window's last; ``mask`` when absent) and
     ``outputs["emotion"]`` ``(B, T, 2)``; the CCC terms are the global-batch ρ values.
     """
-    m = reduce_fn(ccc_moments(batch["labels"], outputs["emotion"], batch.get("mask")))
+    m = reduce_fn(ccc_moments(batch["labels"], outputs["emotion"], scored_frames(batch)))
     rho = ccc_from_moments(m)
     loss = ops.cast(ops.mean(1.0 - rho), "float32")
     terms = {"ccc_loss": loss}

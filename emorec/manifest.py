@@ -36,6 +36,10 @@ class ShardInfo:
     bytes: int
     sha256: str
     report: list[str] = dataclasses.field(default_factory=list)  # trims, pads, face gaps
+    # Mean and standard deviation of the stored audio's real frames (for read-time normalisation);
+    # None in datasets built before emorec stored them (then computed when first needed).
+    audio_mean: float | None = None
+    audio_std: float | None = None
 
 
 @dataclasses.dataclass

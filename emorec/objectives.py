@@ -39,6 +39,7 @@ from emorec.losses import (
     ccc_from_moments,
     ccc_moments,
     global_moments,
+    scored_frames,
 )
 
 RECONSTRUCTIONS = ("mean", "sum")
@@ -125,7 +126,8 @@ def joint_objective(
             value = ops.cast(reconstruction_loss(reduced[2 * k: 2 * k + 2], reconstruction), "float32")
             terms[term] = value
             total = total + weights[weight] * value
-    rho = ccc_from_moments(reduce_fn(ccc_moments(batch["labels"], outputs["emotion"], mask)))
+    # Reconstructions cover every real frame; the emotion term only the scored ones (data.target).
+    rho = ccc_from_moments(reduce_fn(ccc_moments(batch["labels"], outputs["emotion"], scored_frames(batch))))
     ccc = ops.cast(ops.mean(1.0 - rho), "float32")
     terms["loss_ccc"] = ccc
     for i, name in enumerate(DIMENSION_NAMES):

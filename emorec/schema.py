@@ -39,6 +39,11 @@ MODALITIES = ("audio", "video")
 LABEL_ALIGNMENTS = ("end", "start")
 DEFAULT_LABEL_ALIGNMENT = "end"
 
+# "none": the raw waveform, as Tzirakis et al.'s release fed it; "recording": zero mean and unit
+# variance per recording, as Nguyen et al. (and the Tzirakis paper text) describe.
+AUDIO_NORMS = ("none", "recording")
+DEFAULT_AUDIO_NORM = "none"
+
 # Context feature names.
 CTX_SCHEMA_VERSION = "schema_version"
 CTX_RECORDING_ID = "recording_id"

@@ -46,7 +46,7 @@ def tiny_config(**training) -> dict:
     """A complete training config for the tiny model (10-frame windows, batch 4)."""
     return {
         "model": {"name": NAME, "units": 8, "dropout": 0.0, "l2": 1e-3},
-        "data": {"window": 0.4, "modalities": ["audio"], "batch_size": 4, "shuffle_buffer": 16,
+        "data": {"window": 0.4, "modalities": ["audio"], "batch_size": 4,
                  "augment": True},
         "optimizer": {"name": "adam", "learning_rate": 1e-2},
         "training": {"epochs": 2, "seed": 3, "strategy": "one", **training},

@@ -43,7 +43,8 @@ def yaml_file(tmp_path) -> Path:
 def test_sections_are_typed_and_defaults_fill_missing_keys(yaml_file):
     config = cfg.resolve_config(yaml_file)
     assert isinstance(config.model, E2EAudioConfig) and isinstance(config.loss, CCCLossConfig)
-    assert config.data.shuffle_buffer == 256 and config.data.augment is True
+    assert config.data.hop is None and config.data.target == "all" and config.data.augment is True
+    assert config.data.audio_norm == "none"
     assert config.training.steps_per_epoch is None and config.training.strategy == "auto"
     assert config.model.lstm_units == 256 and config.model.recurrent == "peephole"
     assert config.data.modalities == ("audio",)

@@ -1,6 +1,5 @@
 """The tf.data pipeline against datasets written by dataset_factory with known contents."""
 
-import math
 
 import numpy as np
 import pytest
@@ -81,6 +80,7 @@ def test_batch_keys_shapes_and_dtypes(av_dataset):
         "face_found": ((2, 10), tf.float32),
         "labels": ((2, 10, 2), tf.float32),
         "mask": ((2, 10), tf.float32),
+        "target": ((2, 10), tf.float32),
         "recording_id": ((2,), tf.string),
         "start_frame": ((2,), tf.int64),
         "reset": ((2,), tf.bool),
@@ -102,36 +102,85 @@ def test_round_trip_evaluation_mode(av_dataset):
     assert all(r["video"].min() >= 0 and r["video"].max() <= 1 for r in rows)
 
 
-def test_training_shuffles_whole_windows_reproducibly(av_dataset):
+def _keys(batches):
+    return [(r["recording_id"].decode(), int(r["start_frame"])) for r in _rows(batches)]
+
+
+def test_training_draws_whole_windows_reproducibly(av_dataset):
     data_dir, truth = av_dataset
-    kwargs = dict(batch_size=2, training=True, seed=3, drop_remainder=False, modalities=["audio"])
-    ds = make_dataset(data_dir, "train", **kwargs)
-    first, second = _batches(ds), _batches(ds)  # two epochs of the same dataset
-    again = _batches(make_dataset(data_dir, "train", **kwargs))
-    order = [(r["recording_id"], r["start_frame"]) for r in _rows(first)]
-    assert order == [(r["recording_id"], r["start_frame"]) for r in _rows(again)]
-    assert order != [(r["recording_id"], r["start_frame"]) for r in _rows(second)]
+    # 3 + 4 + 1 = 8 windows, batch 2: one pass is one epoch of 4 batches.
+    read = lambda epoch: _batches(make_dataset(  # noqa: E731
+        data_dir, "train", batch_size=2, training=True, seed=3, epoch=epoch, modalities=["audio"]))
+    first, second = read(0), read(1)
+    assert _keys(first) == _keys(read(0))  # a function of (seed, epoch)
+    assert _keys(first) != _keys(second)
+    every = sorted((f"train_{i + 1}", s) for i, n in enumerate(LENGTHS) for s in range(0, n, 10))
     for epoch in (first, second):
-        rows = _rows(epoch)
-        assert sorted(order) == sorted((r["recording_id"], r["start_frame"]) for r in rows)
-        for row in rows:
+        assert sorted(_keys(epoch)) == every
+        for row in _rows(epoch):
             _check_row_against_truth(row, truth)
 
 
-def test_training_drops_the_short_last_batch_by_default(av_dataset):
+def test_every_window_is_visited_equally_often_over_a_run(av_dataset):
+    from collections import Counter
+
     data_dir, _ = av_dataset
-    windows = sum(math.ceil(n / 10) for n in LENGTHS)  # 3 + 4 + 1 = 8
-    sizes = [len(b["mask"]) for b in _batches(make_dataset(
-        data_dir, "train", batch_size=3, training=True, seed=0, modalities=["audio"]))]
-    assert sizes == [3] * (windows // 3)
-    sizes = [len(b["mask"]) for b in _batches(make_dataset(data_dir, "train", batch_size=3))]
-    assert sizes == [3, 3, 2]
+    # 8 windows, batch 3, 5 steps: an epoch is 15 windows, not a whole number of passes.
+    visits = Counter()
+    for epoch in range(8):
+        batches = _batches(make_dataset(data_dir, "train", batch_size=3, training=True, seed=1, epoch=epoch,
+                                        steps=5, modalities=["audio"]))
+        assert [len(b["mask"]) for b in batches] == [3] * 5
+        visits.update(_keys(batches))
+    # 8 epochs x 15 = 120 windows = 15 passes: every window exactly 15 times.
+    assert len(visits) == 8 and set(visits.values()) == {15}
+    # "One pass" epochs (steps None) carry the remainder over: after 3 epochs of 2 batches of 3
+    # (18 windows), every window was seen 2 or 3 times.
+    visits = Counter()
+    for epoch in range(3):
+        visits.update(_keys(_batches(make_dataset(data_dir, "train", batch_size=3, training=True, seed=1,
+                                                  epoch=epoch, modalities=["audio"]))))
+    assert sum(visits.values()) == 18 and set(visits.values()) <= {2, 3} and len(visits) == 8
+
+
+def test_skipping_batches_gives_the_rest_of_the_same_epoch(av_dataset):
+    data_dir, _ = av_dataset
+    kwargs = dict(batch_size=2, training=True, seed=5, epoch=3, steps=6, modalities=["audio"])
+    full = _batches(make_dataset(data_dir, "train", **kwargs))
+    tail = _batches(make_dataset(data_dir, "train", skip=4, **kwargs))
+    assert len(tail) == 2
+    for a, b in zip(full[4:], tail):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_target_marks_every_frame_or_the_last_real_one(av_dataset):
+    data_dir, _ = av_dataset
+    every = _batches(make_dataset(data_dir, "dev", batch_size=8, modalities=["audio"]))[0]
+    np.testing.assert_array_equal(every["target"], every["mask"])
+    last = _batches(make_dataset(data_dir, "dev", batch_size=8, modalities=["audio"], target="last"))[0]
+    for mask, target in zip(last["mask"], last["target"]):
+        real = int(mask.sum())
+        assert target.sum() == 1 and target[real - 1] == 1
+
+
+def test_audio_standardised_per_recording_at_read_time(av_dataset):
+    data_dir, truth = av_dataset
+    for row in _rows(_batches(make_dataset(data_dir, "train", batch_size=2, modalities=["audio"],
+                                           audio_norm="recording"))):
+        rid, start, real = row["recording_id"].decode(), int(row["start_frame"]), int(row["mask"].sum())
+        audio = truth[rid]["audio"]
+        want = (audio[start:start + real] - audio.mean()) / audio.std()
+        np.testing.assert_allclose(row["audio"][:real], want, rtol=1e-4, atol=1e-4)
+        assert not row["audio"][real:].any()  # padding stays zero
+    for _, arrays in read_recordings(data_dir, "train", ["audio"], audio_norm="recording"):
+        assert abs(arrays["audio"].mean()) < 1e-5 and arrays["audio"].std() == pytest.approx(1.0, rel=1e-4)
 
 
 def test_training_augments_video_deterministically(av_dataset):
     data_dir, truth = av_dataset
     make = lambda seed: _rows(_batches(make_dataset(  # noqa: E731
-        data_dir, "dev", batch_size=2, training=True, seed=seed, drop_remainder=False)))
+        data_dir, "dev", batch_size=1, training=True, seed=seed)))
     a, b, c = make(1), make(1), make(2)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["video"], y["video"])
@@ -158,7 +207,7 @@ def test_training_augments_video_deterministically(av_dataset):
 
 def test_training_without_augmentation_shuffles_plain_faces(av_dataset):
     data_dir, truth = av_dataset
-    kwargs = dict(batch_size=2, training=True, augment=False, seed=3, drop_remainder=False)
+    kwargs = dict(batch_size=2, training=True, augment=False, seed=3)
     rows = _rows(_batches(make_dataset(data_dir, "train", **kwargs)))
     plain_order = [(r["recording_id"], int(r["start_frame"])) for r in _rows(_batches(
         make_dataset(data_dir, "train", batch_size=2)))]
@@ -278,8 +327,7 @@ def test_stream_mode_training_reorders_recordings_per_epoch(tmp_path):
         modalities=("audio",),
     )
     kwargs = dict(batch_size=2, stream_ordered=True, training=True, seed=4)
-    ds = make_dataset(data_dir, "train", **kwargs)
-    epochs = [_batches(ds) for _ in range(2)]
+    epochs = [_batches(make_dataset(data_dir, "train", epoch=e, **kwargs)) for e in range(2)]
     layouts = [[tuple(x[0] for x in lane) for lane in _lanes(e)] for e in epochs]
     assert layouts[0] != layouts[1]
     again = _batches(make_dataset(data_dir, "train", **kwargs))

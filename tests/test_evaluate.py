@@ -15,6 +15,7 @@ from emorec import evaluate as ev
 from emorec.cli import main as cli_main
 from emorec.config import resolve_config
 from emorec.errors import ConfigError
+from emorec.inference import RecordingPredictor
 from emorec.metrics import evaluate_recordings
 from emorec.postprocess import PostprocessParams, apply_postprocessing
 from emorec.protocol import Protocol, load_protocol
@@ -38,7 +39,7 @@ def trained(tmp_path_factory):
     config = resolve_config({
         "model": TINY_AUDIO,
         "data": {"window": 10 * FRAME_PERIOD, "modalities": ["audio"], "batch_size": 2,
-                 "shuffle_buffer": 4, "augment": False},
+                 "augment": False},
         "optimizer": {"name": "adam", "learning_rate": 1e-3},
         "training": {"epochs": 1, "max_steps": 2, "seed": 0, "strategy": "one"},
         "loss": {},
@@ -72,7 +73,7 @@ def test_tune_writes_outputs_and_metrics_match_csvs(trained, tmp_path):
     assert (run_dir / RunDir.POSTPROCESS).is_file()
     on_disk = json.loads((out / EvalDir.METRICS).read_text())
     assert on_disk["raw"]["arousal"]["ccc"] == result["raw"]["arousal"]["ccc"]
-    assert on_disk["eval_window"] == {"mode": "train", "frames": 10, "chunk_frames": None}
+    assert on_disk["eval_window"] == {"mode": "train", "inference": "window", "frames": 10, "chunk_frames": None}
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == ["dev_1.png", "dev_2.png"]
 
     raw = _csv_pairs(out / "predictions")
@@ -128,14 +129,19 @@ def test_eval_windows_equal_direct_model_calls(trained):
     audio = arrays["audio"][None]
     whole = model({"audio": audio}, training=False)["emotion"].numpy()[0]
     # Whole recording: one pass == chunks of 7 with the state carried over.
-    chunked = ev.Predictor(model, None, chunk_frames=7)(arrays)
+    chunked = RecordingPredictor(model, "whole", chunk_frames=7)(arrays)
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
     # Training window (10 frames): every window from a zero state; 37 = 10 + 10 + 10 + 7.
-    windowed = ev.Predictor(model, 10, chunk_frames=7, batch_size=3)(arrays)
+    windowed = RecordingPredictor(model, "window", 10, batch_size=3)(arrays)
     for start in range(0, 37, 10):
         part = model({"audio": audio[:, start:start + 10]}, training=False)["emotion"].numpy()[0]
         np.testing.assert_allclose(windowed[start:start + 10], part, atol=1e-5)
     assert not np.allclose(windowed[10:], whole[10:], atol=1e-5)  # the state reset matters
+    # Sliding windows: frame f is the last output of the window ending at f (shorter at the start).
+    sliding = RecordingPredictor(model, "sliding", 4, batch_size=5)(arrays)
+    for end in (0, 2, 3, 20, 36):
+        part = model({"audio": audio[:, max(0, end - 3):end + 1]}, training=False)["emotion"].numpy()[0, -1]
+        np.testing.assert_allclose(sliding[end], part, atol=1e-5)
     config = resolve_config({"model": TINY_AUDIO, "data": {"window": 0.4}})
     assert ev.resolve_eval_window("0.8", config) == 20
     assert ev.resolve_eval_window("train", config) == 10
@@ -148,7 +154,7 @@ def test_cli_and_errors(trained, tmp_path, capsys):
     assert cli_main(["evaluate", str(run_dir), "--data", str(data_dir), "--partition", "dev", "--eval-window",
                      "whole", "--chunk-frames", "5", "--out", str(out), "--no-plots", "--no-progress"]) == 0
     result = json.loads((out / EvalDir.METRICS).read_text())
-    assert result["eval_window"] == {"mode": "whole", "frames": None, "chunk_frames": 5}
+    assert result["eval_window"] == {"mode": "whole", "inference": "whole", "frames": None, "chunk_frames": 5}
     assert not (out / "plots").exists()
     assert "CCC" in capsys.readouterr().out
 
@@ -209,7 +215,7 @@ def test_applying_a_chain_tuned_on_another_window_is_refused(trained, tmp_path):
     data_dir, run_dir, _ = trained
     ev.evaluate_run(run_dir, data_dir, "dev", "tune", out_dir=tmp_path / "t", plots=False, progress=False)
     params = PostprocessParams.load(run_dir / RunDir.POSTPROCESS)
-    assert params.inference == {"eval_window": "train", "frames": 10}
+    assert params.inference == {"eval_window": "train", "mode": "window", "frames": 10}
     with pytest.raises(ConfigError, match=r"tuned on predictions made with eval window 'train'.*--eval-window"):
         ev.evaluate_run(run_dir, data_dir, "dev", "apply", eval_window="whole", out_dir=tmp_path / "a",
                         plots=False, progress=False)

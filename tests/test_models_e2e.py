@@ -294,7 +294,26 @@ def test_visual_weights_errors(tmp_path, monkeypatch):
         build_model("e2e_video", {"visual_weights": str(tmp_path / "missing.weights.h5")})
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
     with pytest.raises(ConfigError, match=IMAGENET_NOTOP_FILE):
+        build_model("e2e_video", {"visual_weights": "imagenet", "input_norm": "caffe"})
+    # ImageNet weights need the preprocessing they were trained with.
+    with pytest.raises(ConfigError, match="input_norm must be caffe with visual_weights: imagenet"):
         build_model("e2e_video", {"visual_weights": "imagenet"})
+
+
+def test_resnet_convs_start_from_he_initialisation():
+    import keras
+
+    model = build_model("e2e_video", {"face_size": 32, "lstm_units": 4})
+    trunk = model.get_layer("visual_cnn").get_layer("resnet50")
+    convs = [layer for layer in trunk.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 53
+    for layer in convs:
+        cfg = layer.get_config()["kernel_initializer"]["config"]
+        assert (cfg["scale"], cfg["mode"], cfg["distribution"]) == (2.0, "fan_in", "truncated_normal")
+    # The largest conv's weights have He's spread: std = sqrt(2 / fan_in).
+    kernel = max((np.asarray(c.kernel) for c in convs), key=lambda k: k.size)
+    fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
+    assert kernel.std() == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.05)
 
 
 @pytest.mark.slow
@@ -318,7 +337,7 @@ def test_imagenet_weights_come_from_the_keras_cache(tmp_path, monkeypatch):
     with h5py.File(tmp_path / "models" / IMAGENET_NOTOP_FILE, "w") as handle:
         legacy_h5_format.save_weights_to_hdf5_group(handle, trunk)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    model = build_model("e2e_video", {"visual_weights": "imagenet", "face_size": 48})
+    model = build_model("e2e_video", {"visual_weights": "imagenet", "input_norm": "caffe", "face_size": 48})
     loaded = model.get_layer("visual_cnn").get_layer("resnet50")
     for a, b in zip(loaded.weights, trunk.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

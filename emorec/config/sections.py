@@ -25,7 +25,7 @@ from emorec.config.base import (
     setting,
     text,
 )
-from emorec.schema import FRAME_PERIOD, MODALITIES
+from emorec.schema import AUDIO_NORMS, FRAME_PERIOD, MODALITIES
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 OPTIMIZERS = ("adam",)
@@ -48,17 +48,36 @@ class DataConfig(Section):
     SECTION = "data"
 
     window: float = setting(6.0, window_seconds, doc="seconds per training sequence")
+    hop: float | None = setting(None, optional(window_seconds),
+                                doc="seconds between training windows; null = the window (no overlap)")
+    target: str = setting("all", choice("all", "last"),
+                          doc="frames a window is scored on: every frame, or its last (each frame predicted "
+                              "from itself and its predecessors in the window)")
     modalities: tuple | None = setting(None, optional(list_of(choice(*MODALITIES))),
                                        doc="null = the model's own modalities")
+    audio_norm: str = setting("none", choice(*AUDIO_NORMS),
+                              doc="none: the raw waveform (Tzirakis' release); recording: zero mean, unit "
+                                  "variance per recording (Nguyen et al.), applied when the data is read")
     batch_size: int = setting(25, positive_int, doc="global batch size")
-    shuffle_buffer: int = setting(256, positive_int, doc="windows in the shuffle buffer")
     augment: bool = setting(True, boolean, doc="the original per-frame face augmentation")
     stream_ordered: bool = setting(False, boolean, doc="row r of every batch continues one recording")
+
+    def check(self) -> None:
+        """The hop is at most the window; stream-ordered rows are scored on every frame."""
+        if self.hop is not None and self.hop > self.window + 1e-9:
+            raise FieldError("hop", f"must not exceed data.window ({self.window} s), got {self.hop}")
+        if self.stream_ordered and self.target != "all":
+            raise FieldError("target", "must be all with stream_ordered (stateful rows are scored on every frame)")
 
     @property
     def window_frames(self) -> int:
         """Frames per training sequence (``window / 0.04``)."""
         return int(round(self.window / FRAME_PERIOD))
+
+    @property
+    def hop_frames(self) -> int:
+        """Frames between training windows."""
+        return self.window_frames if self.hop is None else int(round(self.hop / FRAME_PERIOD))
 
 
 @dataclasses.dataclass(frozen=True)

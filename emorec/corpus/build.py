@@ -32,6 +32,7 @@ from emorec.manifest import (
     read_manifest,
     write_manifest,
 )
+from emorec.media.audio import Moments
 from emorec.recording import BuildOptions, RecordingSource, prepare_recording
 from emorec.schema import PARTITIONS, SchemaError, encode_window
 from emorec.windows import iter_windows
@@ -164,9 +165,19 @@ def build_shard(
     os.close(fd)
     tmp = Path(tmp_name)
     windows = found = 0
+    moments = Moments() if prepared.audio_plan is not None else None
+
+    def counted(frames):
+        # The statistics of the audio as stored, for read-time normalisation (one pass, no extra read).
+        for frame in frames:
+            moments.add(frame.audio)
+            yield frame
+
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
             frames = prepared.frames(progress=progress)
+            if moments is not None:
+                frames = counted(frames)
             for record in iter_windows(frames, prepared.info, options.window_frames, options.hop_frames):
                 writer.write(encode_window(record))
                 windows += 1
@@ -197,6 +208,8 @@ def build_shard(
         bytes=final.stat().st_size,
         sha256=file_sha256(final),
         report=report,
+        audio_mean=None if moments is None else float(moments.mean),
+        audio_std=None if moments is None else float(moments.std),
     )
     return ShardResult(shard, found, video_frames)
 

@@ -21,10 +21,9 @@ import numpy as np
 from scipy.signal import firwin, upfirdn
 
 from emorec.errors import ConfigError, MediaError
-from emorec.schema import FRAME_SAMPLES, SAMPLE_RATE
+from emorec.schema import AUDIO_NORMS, DEFAULT_AUDIO_NORM, FRAME_SAMPLES, SAMPLE_RATE
 
-AUDIO_NORMS = ("none", "recording")
-DEFAULT_AUDIO_NORM = "none"  # the original code fed the raw waveform
+__all__ = ["AUDIO_NORMS", "DEFAULT_AUDIO_NORM"]  # re-exported: the format constants live in emorec.schema
 # Below this standard deviation a recording counts as silent and is only centred.
 _SILENCE_STD = 1e-6
 # Containers whose audio duration is estimated (from the bit rate) or padded, not exact.
@@ -315,9 +314,16 @@ class Moments:
 def standardize(samples: np.ndarray, mean: float, std: float) -> np.ndarray:
     """``(samples - mean) / std`` as float32; only centred where ``std`` marks silence."""
     centred = np.asarray(samples, dtype=np.float64) - mean
-    if std < _SILENCE_STD:
-        return centred.astype(np.float32)
-    return (centred / std).astype(np.float32)
+    return (centred / normalization_scale(std)).astype(np.float32)
+
+
+def normalization_scale(std: float) -> float:
+    """What standardisation divides by: ``std``, or 1 where ``std`` marks silence (only centred then).
+
+    >>> normalization_scale(0.25), normalization_scale(0.0)
+    (0.25, 1.0)
+    """
+    return 1.0 if std < _SILENCE_STD else float(std)
 
 
 def normalize_audio(samples: np.ndarray, mode: str) -> np.ndarray:

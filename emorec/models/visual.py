@@ -73,6 +73,14 @@ class VisualOptions(Section):
     visual_bn_momentum: float = setting(0.997, fraction())
     visual_bn_epsilon: float = setting(1.0e-5, positive_number)
 
+    def check(self) -> None:
+        """ImageNet weights come with their own input preprocessing."""
+        super().check()
+        if self.visual_weights == "imagenet" and self.input_norm != "caffe":
+            raise FieldError("input_norm", f"must be caffe with visual_weights: imagenet (the preprocessing "
+                                           f"Keras' ImageNet ResNet-50 weights were trained with), got "
+                                           f"{self.input_norm!r}")
+
 
 @keras.saving.register_keras_serializable(package="emorec")
 class InputNorm(keras.layers.Layer):
@@ -128,9 +136,13 @@ def _resnet50_trunk(face_size: int, weight_decay, bn_momentum, bn_epsilon) -> ke
         if weight_decay
         else None
     )
+    # The release's arg scope initialises every conv by variance scaling on fan-in (He et al.;
+    # TF 1's variance_scaling_initializer, factor 2, truncated normal); Keras' ResNet50 uses Glorot.
+    he = keras.initializers.serialize(keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"))
     for layer in config["layers"]:
         if layer["class_name"] == "Conv2D":
             layer["config"]["kernel_regularizer"] = regularizer
+            layer["config"]["kernel_initializer"] = he
         elif layer["class_name"] == "BatchNormalization":
             layer["config"]["momentum"] = bn_momentum
             layer["config"]["epsilon"] = bn_epsilon

@@ -25,11 +25,6 @@ from emorec.tasks.base import Task
 DIMENSIONS = ("arousal", "valence")
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of epoch ``epoch`` (0-based): a fixed function of the run seed and the epoch."""
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 1) % (2**31 - 1)
-
-
 def validation_metrics(per_recording: dict) -> dict:
     """Flat dev metrics (``dev_ccc_arousal``, ``dev_ccc_valence``, ``dev_ccc_mean``, per-recording means)."""
     from emorec.metrics import evaluate_recordings
@@ -59,37 +54,45 @@ class FrameRegressionTask(Task):
     # -- data --------------------------------------------------------------------------------
 
     def check_data(self, data, spec, config) -> None:
-        """The model's modalities must be stored; the training window must fit the stored one."""
+        """The model's modalities are stored, train is labelled, and the stored windows give the training ones."""
         data.require_modalities(self.modalities(spec, config), f"model {spec.name}")
-        if not data.has_partition("train"):
-            raise ConfigError(f"{data.path}: dataset has no recordings in partition 'train'")
+        data.check_labels("train", required=True)
+        data.check_labels("dev")
+        cfg = config.data
+        stored_w, stored_h = data.window_frames, data.hop_frames
+        want_w, want_h = cfg.window_frames, cfg.hop_frames
+        if cfg.stream_ordered:
+            return  # rows are re-cut from each recording's stitched frames, whatever was stored
+        fits = (want_w == stored_w and (cfg.hop is None and want_h == stored_h or want_h == stored_h)) or (
+            want_w < stored_w and want_h == want_w and stored_h == stored_w)
+        if not fits:
+            raise ConfigError(
+                f"{data.path}: model {spec.name} trains on {want_w}-frame windows every {want_h} frames "
+                f"(data.window {cfg.window} s, data.hop {cfg.hop} s), but the dataset stores {stored_w}-frame "
+                f"windows every {stored_h} frames; rebuild it with `emorec build ... --window {cfg.window} "
+                f"--hop {cfg.hop if cfg.hop is not None else cfg.window}`, or change data.window / data.hop")
 
-    def train_read(self, config, modalities, epoch: int):
-        """The :class:`~emorec.data.ReadSpec` of epoch ``epoch``'s training batches."""
+    def read_spec(self, config, modalities, **settings):
+        """The :class:`~emorec.data.ReadSpec` of this config (``settings`` override it)."""
         from emorec.data import ReadSpec
 
-        data, training = config.data, config.training
-        return ReadSpec(
-            batch_size=data.batch_size, modalities=tuple(modalities), training=True, augment=data.augment,
-            window_frames=data.window_frames, stream_ordered=data.stream_ordered,
-            shuffle_buffer=data.shuffle_buffer, seed=epoch_seed(training.seed, epoch),
-            repeat=bool(training.steps_per_epoch), drop_remainder=True,
-        )
+        data = config.data
+        values = dict(batch_size=data.batch_size, modalities=tuple(modalities), augment=data.augment,
+                      window_frames=data.window_frames, stream_ordered=data.stream_ordered,
+                      target=data.target, audio_norm=data.audio_norm)
+        values.update(settings)
+        return ReadSpec(**values)
 
     def train_dataset(self, data, config, modalities, epoch: int, skip: int):
-        """Epoch ``epoch``'s training batches (every worker reads the same seeded stream)."""
+        """Epoch ``epoch``'s training batches, the first ``skip`` left out (every worker reads the same stream)."""
         import tensorflow as tf
 
         from emorec.data import make_dataset
         from emorec.training.replica import numeric
 
-        ds = make_dataset(data, "train", self.train_read(config, modalities, epoch))
-        steps = config.training.steps_per_epoch
-        if steps:
-            ds = ds.take(steps)
-        if skip:
-            ds = ds.skip(skip)
-        ds = ds.map(numeric)
+        spec = self.read_spec(config, modalities, training=True, seed=config.training.seed, epoch=epoch,
+                              steps=config.training.steps_per_epoch, skip=skip, drop_remainder=True)
+        ds = make_dataset(data, "train", spec).map(numeric)
         options = tf.data.Options()
         # Every worker reads the same (seeded) stream and keeps its slice of each global batch,
         # so the global batches are those of a single-device run.
@@ -97,24 +100,25 @@ class FrameRegressionTask(Task):
         return ds.with_options(options)
 
     def batches_per_epoch(self, data, config) -> int | None:
-        """``steps_per_epoch``, or one pass over the stored windows when that can be read from the manifest."""
+        """``steps_per_epoch``, or one pass over the training examples when that can be counted."""
+        from emorec.data import count_examples
+
         if config.training.steps_per_epoch:
             return config.training.steps_per_epoch
-        if config.data.stream_ordered or config.data.window_frames != data.window_frames:
+        if config.data.stream_ordered:
             return None
-        windows = sum(s.windows for s in data.shards("train"))
-        return windows // config.data.batch_size
+        return count_examples(data, "train", config.data.window_frames) // config.data.batch_size
 
     def dev_dataset(self, data, config, modalities):
-        """Dev windows as trained (stream-ordered for stateful runs); None without a labelled dev partition."""
-        from emorec.data import ReadSpec, make_dataset
+        """Dev as trained: windows (stream-ordered for stateful runs), or whole recordings for sliding windows."""
+        from emorec.data import make_dataset
 
         if not config.training.validate or not data.has_partition("dev") or not data.has_labels("dev"):
             return None
-        spec = ReadSpec(batch_size=config.data.batch_size, modalities=tuple(modalities),
-                        window_frames=config.data.window_frames,
-                        stream_ordered=config.data.stream_ordered, drop_remainder=False)
-        return make_dataset(data, "dev", spec)
+        if config.data.target == "last":
+            return DevRecordings(data, tuple(modalities), config.data.audio_norm, config.data.window_frames,
+                                 config.data.batch_size)
+        return make_dataset(data, "dev", self.read_spec(config, modalities, drop_remainder=False))
 
     # -- training ----------------------------------------------------------------------------
 
@@ -143,5 +147,28 @@ class FrameRegressionTask(Task):
 
         if step.stream_validation:
             return lambda: validation_metrics(predict_stream(model, dev))
+        if isinstance(dev, DevRecordings):
+            return lambda: validation_metrics(dev.predict(model))
         forward = make_forward(model)  # traced once, reused every epoch
         return lambda: validation_metrics(predict_windows(model, dev, forward=forward))
+
+
+class DevRecordings:
+    """Dev recordings read whole, predicted by sliding windows (``data.target: last``), as evaluation does."""
+
+    def __init__(self, data, modalities, audio_norm: str, window_frames: int, batch_size: int):
+        self.data, self.modalities, self.audio_norm = data, modalities, audio_norm
+        self.window_frames, self.batch_size = window_frames, batch_size
+        self._predictor = None
+
+    def predict(self, model) -> dict:
+        """``{recording_id: (gold, pred)}`` with every frame predicted from its window's last output."""
+        from emorec.data import read_recordings
+        from emorec.inference import RecordingPredictor
+
+        if self._predictor is None or self._predictor.model is not model:
+            self._predictor = RecordingPredictor(model, "sliding", self.window_frames, batch_size=self.batch_size)
+        out = {}
+        for rid, arrays in read_recordings(self.data, "dev", self.modalities, self.audio_norm):
+            out[rid] = (arrays["labels"], self._predictor(arrays).astype(np.float64))
+        return out

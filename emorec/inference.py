@@ -1,0 +1,146 @@
+"""Running a trained model over whole recordings: in its training windows, sliding windows, or whole.
+
+Shared by validation during training and by ``emorec evaluate``, so that a
+run is scored the same way in both:
+
+- ``window`` consecutive windows of the training length, each from a zero
+  state (the release's evaluation; every frame scored once);
+- ``sliding``: for every frame, the window of the training length that ends
+  at it (shorter at a recording's start), from a zero state, scored on its
+  last frame (Nguyen et al.: "the frame and its last four" predict the frame);
+- ``whole``: the recurrent model over the whole recording, chunk by chunk with
+  the state carried through its streaming twin (equal to one pass).
+
+Inputs are converted batch by batch (faces uint8 → float32 in [0, 1]), so
+memory follows the batch, not the recording.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emorec.errors import ConfigError
+
+MODES = ("window", "sliding", "whole")
+
+
+def _as_input(name: str, value: np.ndarray) -> np.ndarray:
+    if name == "video" and value.dtype == np.uint8:
+        return value.astype(np.float32) / 255.0
+    return np.asarray(value, np.float32)
+
+
+def model_inputs(arrays: dict, names) -> dict:
+    """Per-recording arrays → model inputs with a batch axis of 1; faces uint8 → float32 in [0, 1].
+
+    Raises:
+        ConfigError: the recording lacks an input the model needs.
+    """
+    out = {}
+    for name in names:
+        if name not in arrays:
+            raise ConfigError(f"the model needs input {name!r}, which the dataset does not hold")
+        out[name] = _as_input(name, arrays[name])[None]
+    return out
+
+
+class RecordingPredictor:
+    """One model over whole recordings (see the module docstring for the modes).
+
+    Args:
+        model: a model with an ``emotion`` output.
+        mode: ``window``, ``sliding`` or ``whole``.
+        window_frames: the training window (``window`` and ``sliding``).
+        chunk_frames: ``whole`` mode's chunk (state carried over).
+        batch_size: windows per model call.
+    """
+
+    def __init__(self, model, mode: str, window_frames: int | None = None, chunk_frames: int = 750,
+                 batch_size: int = 8):
+        import tensorflow as tf
+
+        from emorec.streaming import StreamRunner, build_streaming, input_names
+
+        if mode not in MODES:
+            raise ConfigError(f"inference mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode != "whole" and not (window_frames and window_frames >= 1):
+            raise ConfigError(f"inference mode {mode} needs a window of at least one frame, got {window_frames}")
+        self.model, self.mode = model, mode
+        self.names = input_names(model)
+        self.window_frames = window_frames
+        self.chunk_frames = int(chunk_frames)
+        self.batch_size = max(1, int(batch_size))
+
+        @tf.function(reduce_retracing=True)
+        def forward(inputs):
+            return model(inputs, training=False)["emotion"]
+
+        self._forward = forward
+        self._runner = None
+        if mode == "whole":
+            try:
+                self._runner = StreamRunner(build_streaming(model))
+            except ConfigError:
+                self._runner = None  # no streaming form: one call on the whole recording
+
+    def __call__(self, arrays: dict) -> np.ndarray:
+        """Predictions ``(N, 2)`` for one recording's arrays (as ``read_recordings`` yields them)."""
+        missing = [n for n in self.names if n not in arrays]
+        if missing:
+            raise ConfigError(f"the model needs input(s) {missing}, which the dataset does not hold")
+        total = len(arrays[self.names[0]])
+        if self.mode == "whole":
+            if self._runner is None:
+                return self._forward(model_inputs(arrays, self.names)).numpy()[0]
+            return self._whole(arrays, total)
+        if self.mode == "window":
+            return self._windows(arrays, total)
+        return self._sliding(arrays, total)
+
+    def _whole(self, arrays: dict, total: int) -> np.ndarray:
+        from emorec.streaming import zero_state
+
+        states = zero_state(self._runner.model, 1)
+        parts = []
+        for start in range(0, total, self.chunk_frames):
+            chunk = {name: _as_input(name, arrays[name][start:start + self.chunk_frames])[None]
+                     for name in self.names}
+            emotion, states = self._runner.step(chunk, states)
+            parts.append(emotion[0])
+        return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
+    def _call(self, batch: dict) -> np.ndarray:
+        return self._forward(batch).numpy()
+
+    def _windows(self, arrays: dict, total: int) -> np.ndarray:
+        w = self.window_frames
+        starts = np.arange(0, total, w)
+        out = np.zeros((len(starts) * w, 2), np.float32)
+        for i in range(0, len(starts), self.batch_size):
+            chosen = starts[i:i + self.batch_size]
+            batch = {}
+            for name in self.names:
+                value = arrays[name]
+                # Zero padding after the end cannot change earlier outputs: every part is causal per frame.
+                rows = np.zeros((len(chosen), w, *value.shape[1:]), np.float32)
+                for r, start in enumerate(chosen):
+                    piece = _as_input(name, value[start:start + w])
+                    rows[r, :len(piece)] = piece
+                batch[name] = rows
+            out[i * w:(i + len(chosen)) * w] = self._call(batch).reshape(-1, 2)
+        return out[:total]
+
+    def _sliding(self, arrays: dict, total: int) -> np.ndarray:
+        w = self.window_frames
+        out = np.zeros((total, 2), np.float32)
+        # The first frames have fewer predecessors: one shorter window each.
+        for end in range(min(w - 1, total)):
+            piece = {name: _as_input(name, arrays[name][:end + 1])[None] for name in self.names}
+            out[end] = self._call(piece)[0, -1]
+        ends = np.arange(w - 1, total)
+        for i in range(0, len(ends), self.batch_size):
+            chosen = ends[i:i + self.batch_size]
+            index = chosen[:, None] - w + 1 + np.arange(w)[None, :]
+            batch = {name: _as_input(name, arrays[name][index]) for name in self.names}
+            out[chosen] = self._call(batch)[:, -1]
+        return out

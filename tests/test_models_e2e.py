@@ -468,3 +468,21 @@ def test_e2e_av_geometric(audio_model, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(features(batch, training=True)), np.asarray(features(batch, training=False))
     )
+
+
+def test_first_resnet_build_in_a_process_gets_the_seeded_weights():
+    # Building Keras' ResNet50 for its config used to consume Python `random` draws, so the first
+    # e2e_video built in a process had other weights than later ones from the same seed.
+    import subprocess
+    import sys
+
+    code = """
+import keras, numpy as np
+from emorec.models import build_model
+def weights():
+    keras.utils.set_random_seed(7)
+    return build_model("e2e_video", {"face_size": 32, "lstm_units": 4}).get_weights()[0]
+print("SAME" if np.array_equal(weights(), weights()) else "DIFFERENT")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().endswith("SAME"), proc.stderr[-2000:]

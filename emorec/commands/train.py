@@ -52,6 +52,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size (data.batch_size)")
     parser.add_argument("--seed", type=int, help="random seed (training.seed)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (training.strategy)")
+    parser.add_argument("--jit", choices=("auto", "true", "false"),
+                        help="XLA-compile the training and evaluation steps (training.jit_compile; auto = "
+                             "where measured exact and faster)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest")
     parser.add_argument("--stateful", action="store_true", default=None,
                         help="carry the LSTM state across consecutive windows of a recording "
@@ -75,6 +78,8 @@ def _flags(args) -> list[tuple[str, object, str]]:
             flags.append((key, value, flag))
     if args.stateful:
         flags += [("training.stateful", True, "--stateful"), ("data.stream_ordered", True, "--stateful")]
+    if args.jit is not None:
+        flags.append(("training.jit_compile", {"auto": "auto", "true": True, "false": False}[args.jit], "--jit"))
     return flags
 
 

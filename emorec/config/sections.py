@@ -119,6 +119,9 @@ class TrainingConfig(Section):
                                          doc="the finished run's `latest` keeps the optimizer state "
                                              "(needed only to continue it exactly with more epochs)")
     strategy: str = setting("auto", choice(*STRATEGIES))
+    jit_compile: object = setting("auto", choice("auto", True, False),
+                                  doc="XLA-compile the training and evaluation steps: auto = where measured "
+                                      "exact and faster (one device, models registered with xla=True)")
     validate: bool = setting(True, boolean, doc="dev validation after each epoch (best checkpoint)")
     stateful: bool = setting(False, boolean, doc="carry LSTM states across stream-ordered windows")
 

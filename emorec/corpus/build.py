@@ -168,21 +168,21 @@ def build_shard(
     moments = Moments() if prepared.audio_plan is not None else None
 
     def counted(frames):
-        # The statistics of the audio as stored, for read-time normalisation (one pass, no extra read).
+        # Per frame, once (overlapping windows repeat frames): faces found, and the statistics of the
+        # audio as stored, for read-time normalisation (one pass, no extra read).
+        nonlocal found
         for frame in frames:
-            moments.add(frame.audio)
+            if moments is not None:
+                moments.add(frame.audio)
+            found += int(frame.face_found)
             yield frame
 
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
-            frames = prepared.frames(progress=progress)
-            if moments is not None:
-                frames = counted(frames)
+            frames = counted(prepared.frames(progress=progress))
             for record in iter_windows(frames, prepared.info, options.window_frames, options.hop_frames):
                 writer.write(encode_window(record))
                 windows += 1
-                if record.face_found is not None:
-                    found += int(record.face_found.sum())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, default_file_mode())  # mkstemp makes it private; a shard is ordinary data

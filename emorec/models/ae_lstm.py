@@ -217,8 +217,9 @@ def _register(name: str, description: str) -> None:
         return build(name, config)
 
     builder.__doc__ = f"Build ``{name}``: {description}"
+    # xla: its steps compile exactly (tests/test_xla.py) and faster on the CPU (benchmarks/xla.py).
     register_model(name, modalities=modalities, config_class=CONFIG_CLASSES[name], objective=joint_objective,
-                   loss_config_class=JointLossConfig, description=description)(builder)
+                   loss_config_class=JointLossConfig, description=description, xla=True)(builder)
 
 
 _register("ae_lstm", "Nguyen et al. 2D1DConv-AE-LSTM: face and audio auto-encoders, fused codes, 2 x 512 LSTM")

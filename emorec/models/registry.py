@@ -39,6 +39,7 @@ class ModelSpec:
     objective: Callable | None
     loss_config_class: type | None
     description: str
+    xla: bool = False  # training.jit_compile: auto compiles its steps (measured exact and faster: benchmarks/xla.py)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -53,6 +54,7 @@ def register_model(
     objective: Callable | None = None,
     loss_config_class: type | None = None,
     description: str = "",
+    xla: bool = False,
 ):
     """Decorator registering ``builder(config) -> keras.Model`` under ``name``.
 
@@ -64,6 +66,8 @@ def register_model(
         objective: ``objective(batch, outputs, reduce_fn, **loss) -> (loss, terms)``; None = the task's.
         loss_config_class: the section class of its ``loss:`` settings; None = the task's.
         description: one line for listings.
+        xla: ``training.jit_compile: auto`` compiles this model's steps with XLA (set only where
+            ``benchmarks/xla.py`` measured it faster and ``tests/test_xla.py`` exact).
     """
 
     def decorate(builder):
@@ -72,7 +76,7 @@ def register_model(
         if (objective is None) != (loss_config_class is None):
             raise ValueError(f"model {name!r}: give both objective and loss_config_class, or neither")
         _REGISTRY[name] = ModelSpec(name, builder, config_class, tuple(modalities), task, objective,
-                                    loss_config_class, description)
+                                    loss_config_class, description, xla)
         return builder
 
     return decorate

@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import functools
 import os
+import random
 from pathlib import Path
 
 import keras
@@ -121,10 +122,17 @@ def imagenet_weights_path() -> Path:
 @functools.cache
 def _resnet50_config(face_size: int) -> dict:
     # Instantiating keras.applications.ResNet50 creates and initialises its
-    # weights; keeping its config lets later builds pay for one set only.
-    trunk = keras.applications.ResNet50(
-        include_top=False, weights=None, input_shape=(face_size, face_size, 3), pooling="avg"
-    )
+    # weights; keeping its config lets later builds pay for one set only. Keras
+    # draws each unseeded initialiser's seed from Python's `random`, whose state
+    # is put back afterwards: otherwise the first model built in a process would
+    # get other weights than every later one built from the same seed.
+    saved = random.getstate()
+    try:
+        trunk = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=(face_size, face_size, 3), pooling="avg"
+        )
+    finally:
+        random.setstate(saved)
     return trunk.get_config()
 
 

@@ -149,7 +149,7 @@ class FrameRegressionTask(Task):
             return lambda: validation_metrics(predict_stream(model, dev))
         if isinstance(dev, DevRecordings):
             return lambda: validation_metrics(dev.predict(model))
-        forward = make_forward(model)  # traced once, reused every epoch
+        forward = make_forward(model, step.jit_compile)  # traced once, reused every epoch
         return lambda: validation_metrics(predict_windows(model, dev, forward=forward))
 
 

@@ -84,6 +84,27 @@ def default_run_dir(model_name: str) -> Path:
     return Path("runs") / f"{model_name}-{stamp}"
 
 
+def use_xla(setting, spec, strategy) -> bool:
+    """Whether the steps are XLA-compiled: ``training.jit_compile`` for this model and strategy.
+
+    ``auto`` compiles on one device for models registered with ``xla=True``
+    (measured exact and faster); ``true`` on several replicas is refused, since
+    the cross-replica sums of the CCC and of the gradients are not compiled.
+
+    Raises:
+        ConfigError: ``jit_compile: true`` with several replicas.
+    """
+    single = strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if setting is True and not single:
+        raise ConfigError(
+            f"training.jit_compile: true compiles the steps for one device; this run has "
+            f"{strategy.num_replicas_in_sync} replicas ({strategy_name(strategy)}): use jit_compile auto or false")
+    if setting == "auto":
+        return single and spec.xla
+    return bool(setting)
+
+
 def make_optimizer(config):
     """The Keras optimizer of an :class:`~emorec.config.OptimizerConfig`."""
     if config.name == "adam":
@@ -120,8 +141,9 @@ class Trainer:
             self.optimizer = make_optimizer(self.config.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         names = [t.name for t in self.model.inputs]
+        self.jit_compile = use_xla(self.config.training.jit_compile, self.spec, self.strategy)
         context = StepContext(self.model, self.optimizer, self.task.objective(self.spec, self.config.loss),
-                              self.strategy, self.config.data.batch_size, names)
+                              self.strategy, self.config.data.batch_size, names, self.jit_compile)
         self.step = self.task.make_step(self.config, context)
         self.state = TrainState()
         self.checkpoints = RunCheckpoints(self.run_dir.path, self.model, self.optimizer, self.state,

@@ -47,10 +47,10 @@ def input_names(model) -> list[str]:
     return [t.name for t in model.inputs if t.name != STATES]
 
 
-def make_forward(model):
+def make_forward(model, jit_compile: bool = False):
     """A traced ``inputs -> emotion`` inference function (one per model; shapes may vary)."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def forward(inputs):
         return model(inputs, training=False)["emotion"]
 

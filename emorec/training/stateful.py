@@ -89,6 +89,7 @@ class StatefulStep(TrainStep):
                                     name="carried_states")
         self._states = None
         replicas = strategy.num_replicas_in_sync
+        self.jit_compile = context.jit_compile
 
         def replica_step(batch, states):
             inputs = {k: batch[k] for k in names}
@@ -96,7 +97,7 @@ class StatefulStep(TrainStep):
             out, outputs = replica_update(model, twin, inputs, batch, objective, optimizer, replicas)
             return out, settle(outputs[STATES], batch["mask"])
 
-        @tf.function
+        @tf.function(jit_compile=context.jit_compile)
         def step(batch, states):
             per_replica, new_states = strategy.run(replica_step, args=(batch, states))
             return reduce_terms(strategy, per_replica), new_states

@@ -32,12 +32,14 @@ class StepContext:
     strategy: tf.distribute.Strategy
     batch_size: int
     input_names: list[str]
+    jit_compile: bool = False  # XLA (one device only: see emorec.training.engine.use_xla)
 
 
 class TrainStep:
     """Base class: a callable training step (see the module docstring)."""
 
     stream_validation = False
+    jit_compile = False
 
     def __call__(self, batch) -> dict:
         raise NotImplementedError
@@ -54,13 +56,14 @@ class WindowedStep(TrainStep):
         model, optimizer, objective = context.model, context.optimizer, context.objective
         strategy, names = context.strategy, list(context.input_names)
         replicas = strategy.num_replicas_in_sync
+        self.jit_compile = context.jit_compile
 
         def replica_step(batch):
             out, _ = replica_update(model, model, {k: batch[k] for k in names}, batch, objective,
                                     optimizer, replicas)
             return out
 
-        @tf.function
+        @tf.function(jit_compile=context.jit_compile)
         def step(batch):
             return reduce_terms(strategy, strategy.run(replica_step, args=(batch,)))
 

@@ -27,14 +27,27 @@ class DatasetHandle:
     cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> DatasetHandle:
+    def open(cls, path: str | os.PathLike, allow_incomplete: bool = False) -> DatasetHandle:
         """Read ``PATH/manifest.json``.
 
+        A dataset whose build stopped early (its manifest says ``complete: false``)
+        is refused: training or evaluating on part of a corpus would give numbers
+        that look right and are not. Manifests older than the field read as complete.
+
+        Args:
+            path: the dataset directory.
+            allow_incomplete: open an unfinished build anyway (its finished recordings only).
+
         Raises:
-            DatasetError: no manifest, another schema version, or a malformed one (naming the file).
+            DatasetError: no manifest, another schema version, a malformed one, or an
+                incomplete build (naming the file, the missing recordings and how to finish it).
         """
         path = Path(path)
-        return cls(path=path, manifest=read_manifest(path))
+        manifest = read_manifest(path)
+        reason = manifest.incomplete_reason(path)
+        if reason is not None and not allow_incomplete:
+            raise DatasetError(reason)
+        return cls(path=path, manifest=manifest)
 
     def __fspath__(self) -> str:
         return str(self.path)

@@ -5,6 +5,13 @@ recording under ``train/``, ``dev/`` or ``test/``. The manifest is the source
 of truth: a shard that is not listed in it (or whose size or checksum differs)
 is not part of the dataset. It is always replaced atomically, so a killed
 build leaves either the old manifest or the new one.
+
+A build rewrites the manifest after every recording; until the last one is
+written it says ``"complete": false`` and lists the recordings still to come
+under ``"missing"``, so that a build stopped by an error, a full disk or a
+kill is never mistaken for a finished dataset. Manifests written before these
+fields existed lack them and read as complete (the schema version is
+unchanged: the fields are optional and the records are the same).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from emorec.errors import DatasetError
 from emorec.schema import MODALITIES, PARTITIONS, SCHEMA_VERSION, SchemaError
 
 MANIFEST_NAME = "manifest.json"
+# The range the labels of a dataset lie in unless its options say otherwise (RECOLA's gold standard).
+DEFAULT_LABEL_RANGE = (-1.0, 1.0)
 
 
 @dataclasses.dataclass
@@ -49,6 +58,34 @@ class DatasetManifest:
     options: dict
     shards: dict[str, ShardInfo] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # False while a build is under way or after it stopped early; ``missing`` = recordings not yet written.
+    complete: bool = True
+    missing: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def is_complete(self) -> bool:
+        """True when the build that wrote this manifest finished every recording it was given."""
+        return self.complete and not self.missing
+
+    def incomplete_reason(self, data_dir: str | os.PathLike) -> str | None:
+        """Why this dataset is unfinished and how to finish it, or None when it is complete."""
+        if self.is_complete:
+            return None
+        total = len(self.shards) + len(self.missing)
+        listed = ", ".join(self.missing[:8]) + (", ..." if len(self.missing) > 8 else "")
+        which = f" ({listed})" if self.missing else ""
+        return (
+            f"{manifest_path(data_dir)}: incomplete dataset: the build stopped with "
+            f"{len(self.missing)} of {total} recordings not written{which}; rerun the same "
+            f"`emorec build {self.options.get('source', '...')} ...` command into {Path(data_dir)} "
+            "to finish it (finished recordings are kept, only the missing ones are built)"
+        )
+
+    @property
+    def label_range(self) -> tuple[float, float]:
+        """The range the labels were checked against at build time (default [-1, 1])."""
+        low, high = self.options.get("label_range", DEFAULT_LABEL_RANGE)
+        return float(low), float(high)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -94,6 +131,8 @@ class DatasetManifest:
         """The JSON document written to ``manifest.json``."""
         return {
             "schema_version": self.schema_version,
+            "complete": self.is_complete,
+            "missing": sorted(self.missing),
             "options": self.options,
             "partitions": self.partition_summary(),
             "shards": [dataclasses.asdict(s) for s in sorted(
@@ -126,10 +165,21 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
         shards = {s["recording_id"]: ShardInfo(**s) for s in doc["shards"]}
     except (KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: malformed manifest ({exc!r})") from exc
+    # Absent in manifests written before builds recorded their progress: those read as complete.
+    complete = doc.get("complete", True)
+    missing = doc.get("missing", [])
+    if not isinstance(complete, bool) or not (
+        isinstance(missing, list) and all(isinstance(m, str) for m in missing)
+    ):
+        raise SchemaError(
+            f"{path}: malformed manifest (complete must be true or false, missing a list of "
+            f"recording ids; got {complete!r} and {missing!r})"
+        )
     unknown = set(options.get("modalities", [])) - set(MODALITIES)
     if unknown or not options.get("modalities"):
         raise SchemaError(f"{path}: bad modalities {options.get('modalities')!r}")
-    return DatasetManifest(options=options, shards=shards, schema_version=version)
+    return DatasetManifest(options=options, shards=shards, schema_version=version,
+                           complete=complete, missing=list(missing))
 
 
 def write_manifest(data_dir: str | os.PathLike, manifest: DatasetManifest) -> Path:

@@ -22,6 +22,15 @@ shorter or longer by at most ``tolerance_s`` is padded (the last video frame
 or the last label is held) or trimmed, and a line saying so goes into the
 report; a larger difference raises :class:`AlignmentError` naming the files
 and both lengths.
+
+Values are checked at their source, before anything is written: NaN or
+infinity in the audio (every decoded block, :mod:`emorec.media.audio`), in
+the face detections or in the labels is an error naming the file and the
+first sample, frame or row; so are labels outside ``BuildOptions.label_range``
+and, with ``audio_norm`` "none" (the waveform stored as read), an audio peak
+beyond ``audio_peak_limit``. A peak above full scale within the limit and a
+DC offset are report lines. See docs/data_format.md, *Values the build
+refuses or reports*.
 """
 
 from __future__ import annotations
@@ -34,10 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from emorec.errors import AlignmentError, ConfigError, LabelError, MediaError
+from emorec.manifest import DEFAULT_LABEL_RANGE
 
 # DEFAULT_AUDIO_NORM is "none": the original code fed the raw waveform and the
 # reported numbers come from it; "recording" is the paper's standardisation.
 from emorec.media.audio import AUDIO_NORMS, DEFAULT_AUDIO_NORM
+from emorec.media.files import file_problem
 from emorec.schema import (
     DEFAULT_FACE_SIZE,
     DEFAULT_LABEL_ALIGNMENT,
@@ -54,6 +65,13 @@ from emorec.windows import Frame, RecordingInfo, black_jpeg, check_window, secon
 DEFAULT_WINDOW_S = 6.0
 DEFAULT_TOLERANCE_S = 0.5
 JPEG_QUALITY = 95
+# With --audio-norm none the waveform is stored as read, and the format says [-1, 1]. Decoded
+# integer PCM never leaves it; float files and lossy codecs can overshoot a little (clipped
+# material decodes slightly beyond full scale), so the build reports peaks up to this limit
+# and refuses larger ones, which mean a wrong scale (float samples in PCM units, a gain).
+DEFAULT_AUDIO_PEAK_LIMIT = 1.5
+# A mean sample value beyond this (2% of full scale) is reported as a DC offset.
+DC_OFFSET_REPORT = 0.02
 
 
 def _face_config():
@@ -98,6 +116,10 @@ class BuildOptions:
     modalities: tuple[str, ...] = MODALITIES
     tolerance_s: float = DEFAULT_TOLERANCE_S
     face: object = dataclasses.field(default_factory=_face_config)
+    # The range labels must lie in (the build refuses others): RECOLA's gold standard is in [-1, 1].
+    label_range: tuple[float, float] = DEFAULT_LABEL_RANGE
+    # Largest |sample| accepted with audio_norm "none" (an acceptance threshold; not stored).
+    audio_peak_limit: float = DEFAULT_AUDIO_PEAK_LIMIT
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
@@ -122,6 +144,14 @@ class BuildOptions:
             raise ConfigError(f"face_size must be at least 8 pixels, got {self.face_size}")
         if self.tolerance_s < 0:
             raise ConfigError(f"tolerance must be >= 0 s, got {self.tolerance_s}")
+        low, high = (float(v) for v in self.label_range)
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ConfigError(f"label range must be two finite numbers LOW < HIGH, got {self.label_range}")
+        self.label_range = (low, high)
+        if not self.audio_peak_limit >= 1.0:
+            raise ConfigError(
+                f"audio peak limit must be at least 1.0 (full scale), got {self.audio_peak_limit}"
+            )
         check_window(self.window_frames, self.hop_frames)
 
     @property
@@ -150,11 +180,36 @@ class BuildOptions:
             "tolerance_s": float(self.tolerance_s),
             # Only stored with video: the detector settings change the crops.
             "face_detection": face if "video" in self.modalities else None,
-        }
+        } | label_range_option(self.label_range)
 
 
-def label_track(source: RecordingSource):
-    """The recording's LabelTrack (reading a CSV path), checked; None if unlabelled."""
+def label_range_option(label_range) -> dict:
+    """The manifest's ``label_range`` option: stored only when it is not the default [-1, 1].
+
+    Datasets built before the option existed (all within [-1, 1]) keep options
+    equal to a new default build's, so they resume rather than rebuild.
+
+    >>> label_range_option((-1.0, 1.0)), label_range_option((0, 10))
+    ({}, {'label_range': [0.0, 10.0]})
+    """
+    low, high = (float(v) for v in label_range)
+    return {} if (low, high) == DEFAULT_LABEL_RANGE else {"label_range": [low, high]}
+
+
+def label_track(source: RecordingSource, label_range=DEFAULT_LABEL_RANGE):
+    """The recording's LabelTrack (reading a CSV path), checked; None if unlabelled.
+
+    Args:
+        source: the recording.
+        label_range: ``(low, high)``; a label value outside it is an error.
+
+    Returns:
+        The LabelTrack, or None for an unlabelled recording.
+
+    Raises:
+        LabelError: a missing or malformed track, NaN or inf, times not increasing,
+            or values outside ``label_range``.
+    """
     from emorec.media.labels import LabelTrack, read_label_csv
 
     labels = source.labels
@@ -181,7 +236,27 @@ def label_track(source: RecordingSource):
         raise LabelError(
             f"{name}: label times are not increasing (row {row}: {times[row]} after {times[row - 1]})"
         )
+    _check_label_range(name, times, values, label_range)
     return labels
+
+
+def _check_label_range(name: str, times: np.ndarray, values: np.ndarray, label_range) -> None:
+    """LabelError naming the first value outside ``label_range``, its time and the track's span."""
+    low, high = label_range
+    outside = (values < low) | (values > high)
+    if not outside.any():
+        return
+    row = int(np.argmax(outside.any(axis=1)))
+    column = int(np.argmax(outside[row]))
+    dimension = ("arousal", "valence")[column]
+    raise LabelError(
+        f"{name}: {dimension} {values[row, column]:g} at {times[row]:g} s (row {row}) is outside "
+        f"the label range [{low:g}, {high:g}] ({int(outside.sum())} values are; the track spans "
+        f"arousal {values[:, 0].min():.4g} to {values[:, 0].max():.4g}, valence "
+        f"{values[:, 1].min():.4g} to {values[:, 1].max():.4g}); emorec expects labels in [-1, 1] "
+        "like RECOLA's gold standard: rescale them, or build with --label-range LOW,HIGH if this "
+        "corpus uses another scale"
+    )
 
 
 def _label_name(source: RecordingSource) -> str:
@@ -324,7 +399,12 @@ class PreparedRecording:
             box = np.asarray(track.boxes[j], dtype=np.float64)
             points = np.asarray(track.landmarks[j], dtype=np.float64)
             found = int(track.found[j])
-            if not np.all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+            if not (np.all(np.isfinite(box)) and np.all(np.isfinite(points))):
+                raise MediaError(
+                    f"{self.source.video}: NaN or inf in the face box or landmarks of frame {j} "
+                    f"({j * FRAME_PERIOD:.2f} s)"
+                )
+            if box[2] <= box[0] or box[3] <= box[1]:
                 yield black_jpeg(size), 0, blank
                 continue
             crop, crop_points = crop_face(image, box, points, size)
@@ -333,7 +413,7 @@ class PreparedRecording:
             )
             if not ok:
                 raise MediaError(f"{self.source.video}: could not JPEG-encode the face of frame {i}")
-            landmarks = np.nan_to_num(np.asarray(crop_points, np.float32)).reshape(NUM_LANDMARKS, 2)
+            landmarks = np.asarray(crop_points, np.float32).reshape(NUM_LANDMARKS, 2)
             yield jpeg.tobytes(), found, landmarks
 
 
@@ -356,16 +436,21 @@ def _audio_path(source: RecordingSource) -> Path:
     return source.video
 
 
-def _scan_audio(path: Path, audio_norm: str):
-    """First audio pass: the sample count, and for "recording" the moments of the whole frames and the tail.
+def _scan_audio(path: Path, audio_norm: str, peak_limit: float, recording_id: str):
+    """First audio pass: the sample count, report lines, and for "recording" the moments of the whole frames and the tail.
 
-    The moments of the last partial frame are left to the caller, who knows
+    With ``audio_norm`` "none" the waveform is stored as read, so its level is
+    checked here, before anything is written: a peak beyond ``peak_limit`` is
+    an error, a peak above full scale or a DC offset a report line. The
+    moments of the last partial frame are left to the caller, who knows
     (after reconciliation) how much of it the recording keeps.
     """
-    from emorec.media.audio import Moments, audio_sample_count, iter_audio_blocks
+    from emorec.media.audio import AudioLevels, Moments, audio_sample_count, iter_audio_blocks
 
     if audio_norm == "none":
-        return audio_sample_count(path, SAMPLE_RATE), None, None
+        levels = AudioLevels()
+        samples = audio_sample_count(path, SAMPLE_RATE, levels)
+        return samples, None, None, _level_report(path, levels, peak_limit, recording_id)
     moments = Moments()
     samples = 0
     tail = np.zeros(0, np.float32)
@@ -375,7 +460,32 @@ def _scan_audio(path: Path, audio_norm: str):
         whole = len(block) // FRAME_SAMPLES * FRAME_SAMPLES
         moments.add(block[:whole])
         tail = block[whole:]
-    return samples, moments, tail
+    return samples, moments, tail, []
+
+
+def _level_report(path: Path, levels, peak_limit: float, recording_id: str) -> list[str]:
+    """Report lines on the raw waveform's level; MediaError for a peak beyond ``peak_limit``."""
+    dc = f", and a DC offset of {levels.mean:.3g}" if abs(levels.mean) > DC_OFFSET_REPORT else ""
+    if levels.peak > peak_limit:
+        raise MediaError(
+            f"{path}: audio peak {levels.peak:.4g} at {levels.peak_time:.3f} s is outside full scale "
+            f"[-1, 1] by more than the limit {peak_limit:g}{dc}; with --audio-norm none the waveform "
+            "is stored as read: rescale the file to [-1, 1], build with --audio-norm recording "
+            "(per-recording standardisation, which does not depend on the scale), or raise "
+            "--audio-peak-limit"
+        )
+    report = []
+    if levels.peak > 1.0:
+        report.append(
+            f"{recording_id}: audio {path} peaks at {levels.peak:.4g} ({levels.peak_time:.3f} s), "
+            "above full scale 1.0; stored as read"
+        )
+    if dc:
+        report.append(
+            f"{recording_id}: audio {path} has a DC offset of {levels.mean:.3g} (mean sample); "
+            "stored as read (--audio-norm recording removes it)"
+        )
+    return report
 
 
 def _reconcile(reference: _Stream, other: _Stream, tolerance_s: float, recording_id: str) -> str | None:
@@ -414,17 +524,22 @@ def prepare_recording(
     use_audio = "audio" in options.modalities
     use_video = "video" in options.modalities
     for path in (source.audio if use_audio else None, source.video, source.labels):
-        if isinstance(path, Path) and not path.is_file():
-            raise MediaError(f"{path}: no such file (recording {rid})")
+        problem = file_problem(path, allow_empty=path is source.labels) if isinstance(path, Path) else None
+        if problem is not None:
+            problem = "no such file" if problem == "does not exist" else problem
+            raise MediaError(f"{path}: {problem} (recording {rid})")
     if use_video and source.video is None:
         raise MediaError(f"recording {rid}: video requested but the recording has no video file")
 
-    labels = label_track(source)
+    labels = label_track(source, options.label_range)
     streams: list[_Stream] = []
     audio = None
+    level_report: list[str] = []
     if use_audio:
         path = _audio_path(source)
-        samples, moments, tail = _scan_audio(path, options.audio_norm)
+        samples, moments, tail, level_report = _scan_audio(
+            path, options.audio_norm, options.audio_peak_limit, rid
+        )
         audio = AudioPlan(path, samples)
         streams.append(_Stream("audio", str(path), grid_frames_for(samples / SAMPLE_RATE)))
     video_frames = 0
@@ -444,7 +559,7 @@ def prepare_recording(
             )
         streams.append(_Stream("labels", _label_name(source), label_frames(times, options.label_alignment)))
 
-    report = [
+    report = level_report + [
         line
         for other in streams[1:]
         if (line := _reconcile(reference, other, options.tolerance_s, rid)) is not None

@@ -213,7 +213,7 @@ def test_label_alignment_end_to_end(speech, tmp_path, alignment, offset):
 def test_lengths_within_tolerance_are_padded_and_reported(speech, tmp_path):
     root, _ = speech
     times = np.arange(0, 6.81, 0.04)  # 0.2 s short of the 7 s of audio
-    write_labels(tmp_path / "l.csv", times, 0.1 + 0 * times, 0.01 * np.arange(len(times)))
+    write_labels(tmp_path / "l.csv", times, 0.1 + 0 * times, 0.005 * np.arange(len(times)))
     csv = write_csv(tmp_path / "r.csv", [["s1", "train", "", root / "speech.wav", "", "l.csv"]])
     out = tmp_path / "ds"
     assert run_build("manifest", csv, out, "--modalities", "audio", "--tolerance", "0.3") == 0
@@ -221,7 +221,7 @@ def test_lengths_within_tolerance_are_padded_and_reported(speech, tmp_path):
     assert "padded by holding its last value (5 frames)" in line and "l.csv" in line
     labels = stitched(read_windows(out, "s1"), "labels")
     assert labels.shape == (175, 2)
-    np.testing.assert_allclose(labels[-6:, 1], 1.70, atol=1e-6)  # last label 0.01 * 170, held
+    np.testing.assert_allclose(labels[-6:, 1], 0.85, atol=1e-6)  # last label 0.005 * 170, held
 
 
 def test_resume_skips_complete_recordings(speech, tmp_path, capsys):

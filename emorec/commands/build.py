@@ -3,9 +3,13 @@
 One shard per recording, ``OUT/<partition>/<recording_id>.tfrecord``, each
 written to a temporary name and renamed when complete; ``OUT/manifest.json``
 is rewritten atomically after every recording, so a killed build keeps its
-finished recordings. A rerun skips recordings whose shard matches the
-manifest (size and SHA-256) under the same options, removes temporary files
-left by a killed run and rebuilds whatever is missing or damaged.
+finished recordings, and says "complete": false (with the missing recordings)
+until the last one is written. A rerun skips recordings whose shard matches
+the manifest (size and SHA-256) under the same options, removes temporary
+files left by a killed run and rebuilds whatever is missing or damaged.
+One build at a time per OUT (OUT/.emorec-build.lock names its holder).
+Audio outside [-1, 1] (beyond --audio-peak-limit), labels outside
+--label-range, NaN or inf anywhere stop the build naming the file and time.
 """
 
 from __future__ import annotations
@@ -33,8 +37,19 @@ def _modalities(text: str) -> tuple[str, ...]:
     return parts
 
 
+def _label_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW,HIGH, e.g. --label-range=-5,5") from None
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW must be below HIGH")
+    return low, high
+
+
 def _common_options() -> argparse.ArgumentParser:
-    from emorec.recording import DEFAULT_TOLERANCE_S, DEFAULT_WINDOW_S
+    from emorec.manifest import DEFAULT_LABEL_RANGE
+    from emorec.recording import DEFAULT_AUDIO_PEAK_LIMIT, DEFAULT_TOLERANCE_S, DEFAULT_WINDOW_S
     from emorec.schema import (
         DEFAULT_FACE_SIZE,
         DEFAULT_LABEL_ALIGNMENT,
@@ -60,6 +75,13 @@ def _common_options() -> argparse.ArgumentParser:
     common.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S,
                         help="largest length difference (s) between audio, video and labels that "
                              "is trimmed or padded rather than an error (default %(default)s)")
+    common.add_argument("--label-range", type=_label_range, default=DEFAULT_LABEL_RANGE, metavar="LOW,HIGH",
+                        help="the range labels must lie in, else the build stops (default -1,1 as "
+                             "RECOLA's gold standard; write --label-range=-5,5 for negative LOW)")
+    common.add_argument("--audio-peak-limit", type=float, default=DEFAULT_AUDIO_PEAK_LIMIT,
+                        metavar="PEAK",
+                        help="with --audio-norm none, the largest |sample| accepted; peaks above "
+                             "1.0 up to it are reported (default %(default)s)")
     common.add_argument("--jobs", type=int, default=1,
                         help="recordings built in parallel processes (default 1)")
     common.add_argument("--force", action="store_true",
@@ -110,7 +132,8 @@ def options_from_args(args):
     return BuildOptions(
         window=args.window, hop=args.hop, face_size=args.face_size, audio_norm=args.audio_norm,
         label_alignment=args.label_alignment, modalities=args.modalities,
-        tolerance_s=args.tolerance, face=face,
+        tolerance_s=args.tolerance, face=face, label_range=args.label_range,
+        audio_peak_limit=args.audio_peak_limit,
     )
 
 

@@ -3,25 +3,33 @@
 One shard per recording, ``OUT/<partition>/<recording_id>.tfrecord``, each
 written to a temporary name and renamed when complete; ``OUT/manifest.json``
 is rewritten atomically after every recording, so a killed build keeps its
-finished recordings. A rerun skips recordings whose shard matches the
-manifest (size and SHA-256) under the same options, removes temporary files
-left by a killed run and rebuilds whatever is missing or damaged.
+finished recordings, and says ``complete: false`` with the recordings still
+``missing`` until the last one is written. A rerun skips recordings whose
+shard matches the manifest (size and SHA-256) under the same options, removes
+temporary files left by a killed run and rebuilds whatever is missing or
+damaged. One build at a time holds ``OUT/.emorec-build.lock``
+(:mod:`emorec.corpus.lock`); a full disk stops the build with
+``<path>: no space left on device``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import multiprocessing
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from emorec.errors import ConfigError
+from emorec.corpus.lock import LOCK_NAME, build_lock
+from emorec.errors import ConfigError, DatasetError
 from emorec.manifest import (
     MANIFEST_NAME,
     DatasetManifest,
@@ -43,6 +51,61 @@ SHARD_SUFFIX = ".tfrecord"
 CACHE_DIR = ".cache"
 # "<rid>: face found in K of N frames (P%)" - always written for video, read back by the summary.
 _FACES_LINE = re.compile(r": face found in (\d+) of (\d+) frames")
+# Write failures that are the storage's, not a bug: reported as "<path>: <what>", exit status 2.
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large for its file system",
+}
+
+
+def storage_error(path, exc: BaseException) -> DatasetError | None:
+    """The DatasetError for a write that failed because the storage is full (or read-only), else None.
+
+    Both ``OSError`` (Python's writes) and TensorFlow's ``ResourceExhaustedError``
+    (the TFRecord writer's ENOSPC and EDQUOT) are recognised.
+
+    Args:
+        path: the file being written, named first in the message.
+        exc: the exception the write raised.
+
+    Returns:
+        ``DatasetError("<path>: no space left on device; ...")``, or None for any other exception.
+    """
+    what = None
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        what = _STORAGE_ERRNOS[exc.errno]
+    else:
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError):
+            text = str(getattr(exc, "message", exc)).lower()
+            what = _STORAGE_ERRNOS[errno.EDQUOT if "quota" in text else errno.ENOSPC]
+    if what is None:
+        return None
+    fix = "free some space" if what in (_STORAGE_ERRNOS[errno.ENOSPC], _STORAGE_ERRNOS[errno.EDQUOT]) \
+        else "fix that"
+    return DatasetError(
+        f"{path}: {what}; the build stopped, keeping the recordings it finished (manifest.json "
+        f"lists the missing ones): {fix} and rerun the same command to finish it"
+    )
+
+
+@contextlib.contextmanager
+def _storage_errors(path):
+    """Turn a full disk (or quota, read-only file system) while writing ``path`` into a DatasetError."""
+    try:
+        yield
+    except Exception as exc:
+        error = storage_error(path, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _write_manifest(out: Path, manifest: DatasetManifest) -> None:
+    with _storage_errors(manifest_path(out)):
+        write_manifest(out, manifest)
 
 
 def shard_relpath(source: RecordingSource) -> str:
@@ -73,6 +136,8 @@ def _only_emorec_files(out: Path) -> bool:
     for entry in out.iterdir():
         if entry.name == CACHE_DIR and entry.is_dir():
             continue
+        if entry.name == LOCK_NAME:  # a build's lock (maybe left by a killed one)
+            continue
         if entry.is_dir() and entry.name in PARTITIONS:
             if all(p in owned for p in entry.iterdir()):
                 continue
@@ -92,8 +157,8 @@ def check_not_foreign(out: Path) -> None:
     )
 
 
-def prepare_output(out: Path, options: dict, force: bool) -> DatasetManifest:
-    """Create or check the output directory; return the manifest to resume from."""
+def make_output_dir(out: Path) -> None:
+    """Create ``out`` if needed and check that files can be written there and that it is not foreign."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.", suffix=".tmp")
@@ -101,6 +166,10 @@ def prepare_output(out: Path, options: dict, force: bool) -> DatasetManifest:
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write the output directory ({exc.strerror or exc})") from exc
     check_not_foreign(out)
+
+
+def prepare_output(out: Path, options: dict, force: bool) -> DatasetManifest:
+    """Clean the output directory (the caller holds its lock); return the manifest to resume from."""
     has_manifest = manifest_path(out).is_file()
     if force:
         for path in _emorec_files(out):
@@ -154,7 +223,17 @@ def build_shard(
     cache_dir: Path | None,
     progress: bool = True,
 ) -> ShardResult:
-    """Write one recording's shard (temporary file, then rename) and describe it."""
+    """Write one recording's shard (temporary file, then rename) and describe it.
+
+    Raises:
+        MediaError, LabelError, AlignmentError: the recording cannot be used.
+        DatasetError: the disk is full (or the quota exceeded) while writing it.
+    """
+    with _storage_errors(out / shard_relpath(source)):
+        return _build_shard(source, options, out, cache_dir, progress)
+
+
+def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
     import tensorflow as tf
 
     prepared = prepare_recording(source, options, cache_dir=cache_dir, progress=progress)
@@ -243,17 +322,28 @@ def build_dataset(
     Raises:
         ConfigError: bad settings, a foreign output directory, or a dataset built with other options.
         MediaError, LabelError, AlignmentError: a recording that cannot be used (named in the message).
+        BuildLockedError: another build is writing ``out`` (see :mod:`emorec.corpus.lock`).
+        DatasetError: the disk filled up (``<path>: no space left on device``); the manifest
+            then lists the recordings still missing, and a rerun finishes the build.
     """
-    from tqdm import tqdm
-
     out = Path(out)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     opts = json.loads(json.dumps(options.manifest_options(source_name)))
-    manifest = prepare_output(out, opts, force)
-    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_DIR / "faces"
+    make_output_dir(out)
+    # Inner writes name their own file; this names the directory for any other (the lock, cleaning).
+    with _storage_errors(out), build_lock(out):
+        manifest = prepare_output(out, opts, force)
+        return _build(sources, out, options, manifest, jobs, cache_dir, progress)
 
+
+def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache_dir, progress):
+    """Build what ``manifest`` lacks (the caller holds the directory's lock)."""
+    from tqdm import tqdm
+
+    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_DIR / "faces"
     wanted = {s.recording_id: s for s in sources}
+    on_disk = (manifest.is_complete, sorted(manifest.missing))
     todo = []
     dirty = False
     for rid, info in list(manifest.shards.items()):
@@ -269,12 +359,19 @@ def build_dataset(
             logger.info("skip %s (complete)", shard_relpath(source))
         else:
             todo.append(source)
+    # Until the last recording is written the manifest says which ones are still missing. It is
+    # first rewritten when the directory changes, so a build that fails before finishing any
+    # recording leaves the directory (and a previous complete manifest) as it was.
+    manifest.missing = sorted(s.recording_id for s in todo)
+    manifest.complete = not todo
     if dirty:
-        write_manifest(out, manifest)
+        _write_manifest(out, manifest)
 
     def finish(result: ShardResult) -> None:
         manifest.shards[result.shard.recording_id] = result.shard
-        write_manifest(out, manifest)
+        manifest.missing.remove(result.shard.recording_id)
+        manifest.complete = not manifest.missing
+        _write_manifest(out, manifest)
         bar.update(1)
 
     bar = tqdm(total=len(todo), desc="recordings", unit="rec", disable=not progress or not todo)
@@ -303,6 +400,9 @@ def build_dataset(
                     raise
     finally:
         bar.close()
+    if not dirty and not todo and on_disk != (True, []):
+        # An earlier build stopped early, and what it missed is no longer asked for.
+        _write_manifest(out, manifest)
     return manifest
 
 

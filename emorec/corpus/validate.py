@@ -5,7 +5,10 @@ SHA-256, and every record: schema version, recording/partition/subject,
 modalities and labels as the manifest says, window length, the start_frame
 sequence (0, hop, 2 hop, ...), the validity mask (real frames first, as many
 as the recording has left), NaN/inf in audio, landmarks and labels, labels
-outside [-1, 1] (a warning), face JPEGs that decode to face_size x face_size.
+outside the dataset's label range ([-1, 1] unless built with --label-range; a
+warning), face JPEGs that decode to face_size x face_size. A build that
+stopped early (the manifest says ``complete: false``) is an error naming the
+missing recordings and how to finish it.
 The command exits 0 when clean, 1 with one ``error:`` line per fault (file,
 window, problem), 2 when the manifest itself cannot be read.
 """
@@ -18,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emorec.corpus.lock import lock_path
 from emorec.manifest import DatasetManifest, ShardInfo, file_sha256, read_manifest
 from emorec.schema import PARTITIONS, SchemaError, WindowRecord, decode_window
 from emorec.windows import valid_frames, window_starts
-
-LABEL_RANGE = (-1.0, 1.0)
 
 
 @dataclasses.dataclass
@@ -83,7 +85,7 @@ def _check_record(
         frame = int(np.argmax(~np.isfinite(window.audio).all(axis=1)))
         errors.append(f"{at}: NaN or inf in the audio of frame {window.start_frame + frame}")
     if window.labels is not None:
-        low, high = LABEL_RANGE
+        low, high = manifest.label_range
         outside = (window.labels[:real] < low) | (window.labels[:real] > high)
         if outside.any():
             frame = int(np.argmax(outside.any(axis=1)))
@@ -183,6 +185,14 @@ def validate_dataset(data_dir, progress: bool = False) -> ValidationResult:
             result.errors.append(f"{data_dir / 'manifest.json'}: options lack {key!r}")
     if result.errors:
         return result
+    reason = manifest.incomplete_reason(data_dir)
+    if reason is not None:
+        result.errors.append(reason)
+    if lock_path(data_dir).exists():
+        result.warnings.append(
+            f"{lock_path(data_dir)}: a build is writing this dataset, or one was killed "
+            "(the next build takes over a dead one's lock)"
+        )
     listed = {data_dir / s.path for s in manifest.shards.values()}
     for partition in PARTITIONS:
         folder = data_dir / partition

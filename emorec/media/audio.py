@@ -21,6 +21,7 @@ import numpy as np
 from scipy.signal import firwin, upfirdn
 
 from emorec.errors import ConfigError, MediaError
+from emorec.media.files import check_input_file
 from emorec.schema import AUDIO_NORMS, DEFAULT_AUDIO_NORM, FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["AUDIO_NORMS", "DEFAULT_AUDIO_NORM"]  # re-exported: the format constants live in emorec.schema
@@ -93,19 +94,66 @@ def _declared_samples(container, stream, rate: int) -> int:
 
 
 def _open_checked(path) -> Path:
-    """``path`` as a Path, after the checks that need no decoding."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such audio or video file")
+    """``path`` as a Path, after the checks that need no decoding (missing, link loop, empty...)."""
+    path = check_input_file(path, "audio or video file")
     _check_wav_header(path)
     return path
 
 
-def _iter_native(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+class AudioLevels:
+    """Peak and mean of the decoded samples of one file, gathered chunk by chunk at its own rate.
+
+    The build reads them after its first pass over the audio to tell a signal
+    outside full scale ([-1, 1]) or with a DC offset before anything is written.
+    """
+
+    def __init__(self):
+        self.rate = 0
+        self.count = 0
+        self.total = 0.0
+        self.peak = 0.0
+        self.peak_sample = 0
+
+    def add(self, rate: int, chunk: np.ndarray) -> None:
+        """Take in one chunk of float32 mono samples at ``rate``."""
+        if not len(chunk):
+            return
+        self.rate = rate
+        k = int(np.argmax(np.abs(chunk)))
+        if abs(float(chunk[k])) > self.peak:
+            self.peak, self.peak_sample = abs(float(chunk[k])), self.count + k
+        self.total += float(np.sum(chunk, dtype=np.float64))
+        self.count += len(chunk)
+
+    @property
+    def mean(self) -> float:
+        """Mean sample value (the DC offset), 0 for no samples."""
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def peak_time(self) -> float:
+        """Time (s) of the largest absolute sample."""
+        return self.peak_sample / self.rate if self.rate else 0.0
+
+
+def _check_finite(path: Path, chunk: np.ndarray, done: int, rate: int) -> None:
+    """MediaError naming the first NaN or infinite sample of ``chunk`` (``done`` samples came before it)."""
+    finite = np.isfinite(chunk)
+    if not finite.all():
+        k = done + int(np.argmin(finite))
+        raise MediaError(
+            f"{path}: NaN or inf in the audio, first at sample {k} ({k / rate:.3f} s at {rate} Hz); "
+            "emorec stores only finite samples: repair or re-export the file"
+        )
+
+
+def _iter_native(path: Path, levels: AudioLevels | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(rate, chunk)``: the first audio stream as float32 mono chunks at its own rate.
 
     Cut to the container's declared length (lossy codecs pad their last frame);
-    raises MediaError at the end if the stream falls short of it or is empty.
+    raises MediaError at the end if the stream falls short of it or is empty,
+    and at once at the first NaN or infinite sample. ``levels`` (if given)
+    takes in every chunk.
     """
     try:
         container = av.open(str(path))
@@ -129,6 +177,9 @@ def _iter_native(path: Path) -> Iterator[tuple[int, np.ndarray]]:
                 if declared and done + len(chunk) > declared:
                     chunk = chunk[: declared - done]
                 if len(chunk):
+                    _check_finite(path, chunk, done, rate)
+                    if levels is not None:
+                        levels.add(rate, chunk)
                     done += len(chunk)
                     yield rate, chunk
                 if declared and done >= declared:
@@ -264,11 +315,23 @@ def iter_audio_blocks(
     return _fixed_blocks(_resampled_chunks(path, int(target_rate), block_samples), block_samples)
 
 
-def audio_sample_count(path, target_rate: int = SAMPLE_RATE) -> int:
-    """Samples :func:`read_audio` returns, from one decoding pass without resampling."""
+def audio_sample_count(path, target_rate: int = SAMPLE_RATE, levels: AudioLevels | None = None) -> int:
+    """Samples :func:`read_audio` returns, from one decoding pass without resampling.
+
+    Args:
+        path: the audio or video file.
+        target_rate: the rate :func:`read_audio` would resample to.
+        levels: if given, gathers the peak and mean of the decoded samples.
+
+    Returns:
+        The number of samples at ``target_rate``.
+
+    Raises:
+        MediaError: a file that cannot be decoded, or holds NaN or infinite samples.
+    """
     path = _open_checked(path)
     rate, samples = None, 0
-    for native_rate, chunk in _iter_native(path):
+    for native_rate, chunk in _iter_native(path, levels):
         rate = native_rate
         samples += len(chunk)
     return samples if rate == target_rate else resampled_length(samples, rate, target_rate)

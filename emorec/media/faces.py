@@ -44,6 +44,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -54,7 +55,9 @@ import numpy as np
 
 from emorec.errors import ConfigError, MediaError
 from emorec.manifest import atomic_write_bytes
-from emorec.schema import DEFAULT_FACE_SIZE, NUM_LANDMARKS
+from emorec.schema import DEFAULT_FACE_SIZE, FRAME_PERIOD, NUM_LANDMARKS
+
+logger = logging.getLogger(__name__)
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 TRACK_FORMAT_VERSION = 1
@@ -281,7 +284,17 @@ class FaceDetections:
             or np.any(np.diff(detections.index) <= 0)
         ):
             raise MediaError(f"{path}: corrupt face detections (inconsistent arrays)")
+        bad = detections.first_non_finite()
+        if bad is not None:
+            raise MediaError(f"{path}: corrupt face detections (NaN or inf at frame {bad})")
         return detections
+
+    def first_non_finite(self) -> int | None:
+        """The first frame whose kept face has a NaN or infinite box or landmark, or None."""
+        ok = self.ok.astype(bool)
+        finite = np.isfinite(self.boxes).all(axis=1) & np.isfinite(self.landmarks).all(axis=(1, 2))
+        bad = np.flatnonzero(ok & ~finite)
+        return int(self.index[bad[0]]) if bad.size else None
 
 
 # --- the detector -----------------------------------------------------------
@@ -509,6 +522,13 @@ def _run_mean(values: np.ndarray, radius: int) -> np.ndarray:
 def build_track(detections: FaceDetections, config: FaceConfig = FaceConfig(), source: str | None = None) -> FaceTrack:
     """Interpolate, bridge and smooth keyframe detections into one box per frame."""
     n = detections.num_frames
+    bad = detections.first_non_finite()
+    if bad is not None:
+        # A box or landmark that is not a number would become a black crop or zero landmarks.
+        raise MediaError(
+            f"{source or 'video'}: the face detector returned NaN or inf for the face of frame "
+            f"{bad} ({bad * FRAME_PERIOD:.2f} s)"
+        )
     good = detections.ok.astype(bool)
     if not good.any():
         raise MediaError(
@@ -666,7 +686,8 @@ def load_or_track_faces(
     if path.exists():
         try:
             detections = FaceDetections.load(path)
-        except MediaError:
+        except MediaError as exc:
+            logger.warning("%s; detecting the faces again", exc)
             detections = None
     if detections is None:
         num_frames = None

@@ -16,6 +16,7 @@ import numpy as np
 
 from emorec.arff import read_arff_table
 from emorec.errors import ConfigError, LabelError
+from emorec.media.files import file_problem
 from emorec.schema import DEFAULT_LABEL_ALIGNMENT, FRAME_PERIOD, LABEL_ALIGNMENTS
 
 CSV_COLUMNS = ("time", "arousal", "valence")
@@ -79,8 +80,9 @@ def _to_float(text: str) -> float:
 def read_label_csv(path) -> LabelTrack:
     """Read a ``time,arousal,valence`` CSV (extra columns ignored) into a LabelTrack."""
     path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: no such label file")
+    problem = file_problem(path, allow_empty=True)
+    if problem is not None:
+        raise LabelError(f"{path}: {'no such label file' if problem == 'does not exist' else problem}")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

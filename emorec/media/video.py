@@ -24,6 +24,7 @@ import av
 import numpy as np
 
 from emorec.errors import MediaError
+from emorec.media.files import check_input_file
 from emorec.schema import FRAME_PERIOD
 
 # AVI stores no presentation times (ffmpeg guesses them wrongly around B-frames);
@@ -66,8 +67,7 @@ class MediaInfo:
 
 
 def _open(path: Path):
-    if not path.is_file():
-        raise MediaError(f"{path}: no such media file")
+    check_input_file(path, "media file")
     try:
         return av.open(str(path))
     except av.FFmpegError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emorec.corpus.adapters import check_recording_id, check_sources
 from emorec.errors import ConfigError, MediaError
+from emorec.media.files import file_problem
 from emorec.recording import RecordingSource
 from emorec.schema import PARTITIONS
 
@@ -26,8 +27,10 @@ def _resolve(base: Path, text: str, where: str, column: str) -> Path | None:
         return None
     path = Path(text).expanduser()
     path = path if path.is_absolute() else base / path
-    if not path.is_file():
-        raise MediaError(f"{where}: {column} file {path} does not exist")
+    # An empty label file gets its own message from the label reader.
+    problem = file_problem(path, allow_empty=column == "labels")
+    if problem is not None:
+        raise MediaError(f"{where}: {column} file {path} {problem}")
     return path
 
 

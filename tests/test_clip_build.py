@@ -189,3 +189,36 @@ def test_unlabelled_clips_and_shard_plan(sources, tmp_path):
         ("dev/dev-00000.tfrecord", ["devclip"]),
         ("test/test-00000.tfrecord", ["unseen"]),
     ]
+
+
+def test_demo_clip_dataset_is_built_once_into_the_cache(tmp_path):
+    from emorec.demo.clips import ClipSpec
+    from tfrecords_tools.build_clips import ensure_demo_clip_dataset
+
+    spec = ClipSpec(classes=("Happy", "Sad"), train_per_class=2, val_per_class=1, train_subjects=2,
+                    val_subjects=1, min_seconds=0.8, max_seconds=0.9)
+    lines = []
+    out = ensure_demo_clip_dataset(cache_dir=tmp_path, spec=spec, jobs=1, progress=False, log=lines.append)
+    assert out.parent == tmp_path and lines[0].startswith(f"demo clips: building {out} (not built yet)")
+    manifest = read_clip_manifest(out)
+    summary = manifest.partition_summary()
+    assert (summary["train"]["clips"], summary["dev"]["clips"]) == (4, 2)
+    assert summary["train"]["faces_found"] == summary["train"]["frames"]  # MTCNN finds every drawn face
+    assert manifest.classes == ["Happy", "Sad"] and manifest.options["source"] == "demo_clips"
+    assert {c.subject_id for c in manifest.clips_for("train")} == {"demo_train_1", "demo_train_2"}
+    lines.clear()
+    assert ensure_demo_clip_dataset(cache_dir=tmp_path, spec=spec, progress=False, log=lines.append) == out
+    assert lines == [f"demo clips: using {out}"]
+
+
+def test_demo_clip_spec_from_the_environment(monkeypatch):
+    from emorec.demo.clips import ClipSpec
+    from tfrecords_tools.build_clips import DEMO_CLIP_SPEC_ENV, demo_clip_spec_from_env
+
+    monkeypatch.delenv(DEMO_CLIP_SPEC_ENV, raising=False)
+    assert demo_clip_spec_from_env() is None
+    monkeypatch.setenv(DEMO_CLIP_SPEC_ENV, '{"classes": ["Happy", "Sad"], "train_per_class": 2}')
+    assert demo_clip_spec_from_env() == ClipSpec(classes=("Happy", "Sad"), train_per_class=2)
+    monkeypatch.setenv(DEMO_CLIP_SPEC_ENV, '{"frames": 3}')
+    with pytest.raises(ConfigError, match=r"\$EMOREC_DEMO_CLIP_SPEC: not a JSON object of ClipSpec fields"):
+        demo_clip_spec_from_env()

@@ -136,3 +136,43 @@ def test_spec_and_plan_checks(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match=r"file: the demo clip corpus needs a directory"):
         write_demo_clips(tmp_path / "file", spec=TINY, progress=False)
+
+
+def test_write_avi_keeps_pcm_sound_exactly_and_mjpeg_frames_closely(tmp_path):
+    from emorec.media.video import video_rate
+    from emorec.media.write import float_to_int16, write_avi, write_mp4
+
+    rate = 32_000
+    sound = (0.4 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    frames = [np.full((48, 64, 3), 10 * k, np.uint8) for k in range(25)]
+    write_avi(tmp_path / "a.avi", frames, fps=25, audio=sound, audio_rate=rate)
+    back = read_audio(tmp_path / "a.avi", rate)
+    np.testing.assert_array_equal(back, float_to_int16(sound) / np.float32(32768))
+    decoded = [f for _, f in iter_video_frames(tmp_path / "a.avi")]
+    assert len(decoded) == 25 and video_rate(tmp_path / "a.avi") == 25.0
+    assert max(np.abs(d.astype(int) - f).max() for d, f in zip(decoded, frames)) <= 2
+    with pytest.raises(ValueError, match=r"a.mp4: write_avi writes .avi files"):
+        write_avi(tmp_path / "a.mp4", frames)
+    with pytest.raises(ValueError, match=r"b.mp4: audio_codec must be one of aac, pcm_s16le"):
+        write_mp4(tmp_path / "b.mp4", frames, audio=sound, audio_codec="flac")
+
+
+def test_sneer_lifts_one_side_of_the_mouth():
+    from emorec.demo.face import Expression, Pose, draw_face, palette_for
+    from emorec.demo.spec import DemoSpec, make_subjects
+
+    look = make_subjects(DemoSpec(subjects=(("train", 1),)), 0)[0].look
+    pose = Pose(cx=100, cy=100, radius=60, roll=0)
+
+    def draw(**extra):
+        img = np.zeros((200, 200, 3), np.uint8)
+        draw_face(img, pose, Expression(eye_open=0.7, brow_raise=0, smile=0, mouth_open=0, **extra),
+                  palette_for(look))
+        return img.astype(int)
+
+    plain, right = draw(), draw(sneer=1.0)
+    changed = np.abs(right - plain).sum(axis=2) > 0
+    assert changed.any() and np.nonzero(changed)[1].min() >= 100 - 2  # only the image's right half (mouth corner and nose) changes
+    left = draw(sneer=-1.0)
+    assert np.nonzero(np.abs(left - plain).sum(axis=2) > 0)[1].max() <= 100 + 2
+    assert np.array_equal(draw(sneer=0.0, brow_inner=0.0, mouth_width=0.0), plain)

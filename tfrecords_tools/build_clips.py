@@ -25,12 +25,35 @@ from emorec.schema import SchemaError
 from tfrecords_tools.build import DEMO_CACHE_ENV
 
 DEMO_CLIPS_SOURCE = "demo_clips"
+# JSON object of emorec.demo.clips.ClipSpec fields (e.g. {"train_per_class": 2, "val_per_class": 1}):
+# a smaller clip corpus for tests; it gets its own cache folders.
+DEMO_CLIP_SPEC_ENV = "EMOREC_DEMO_CLIP_SPEC"
 
 
 def demo_clips_cache_root() -> Path:
     """``$EMOREC_CACHE/demo_clips``, else ``~/.cache/emorec/demo_clips``."""
     root = os.environ.get(DEMO_CACHE_ENV)
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "emorec") / "demo_clips"
+
+
+def demo_clip_spec_from_env():
+    """The ClipSpec named by ``$EMOREC_DEMO_CLIP_SPEC`` (JSON), or None when unset.
+
+    Raises:
+        ConfigError: the variable holds no JSON object of ClipSpec fields.
+    """
+    from emorec.demo.clips import ClipSpec
+
+    text = os.environ.get(DEMO_CLIP_SPEC_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        fields = json.loads(text)
+        if "classes" in fields:
+            fields["classes"] = tuple(fields["classes"])
+        return ClipSpec(**fields)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"${DEMO_CLIP_SPEC_ENV}: not a JSON object of ClipSpec fields ({exc})") from exc
 
 
 def _tag(spec, seed: int) -> str:
@@ -77,8 +100,8 @@ def ensure_demo_clip_dataset(
     Args:
         cache_dir: cache root (default :func:`demo_clips_cache_root`); holds ``media/seed<SEED>[-tag]/``
             (the clips), ``faces/`` (face detections) and ``dataset[-tag]/`` (the clip dataset).
-        spec: :class:`emorec.demo.clips.ClipSpec` (default its defaults); another spec or seed
-            gets its own folders.
+        spec: :class:`emorec.demo.clips.ClipSpec` (default ``$EMOREC_DEMO_CLIP_SPEC``, else its
+            defaults); another spec or seed gets its own folders.
         seed: the corpus seed.
         options: build options (default :class:`ClipBuildOptions`); a dataset built with other
             options is rebuilt.
@@ -93,7 +116,7 @@ def ensure_demo_clip_dataset(
     from tfrecords_tools.adapters.demo_clips import demo_clip_sources
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    spec = spec or ClipSpec()
+    spec = spec or demo_clip_spec_from_env() or ClipSpec()
     options = options or ClipBuildOptions()
     jobs = jobs or max(1, min(os.cpu_count() or 1, 4))
     root = Path(cache_dir) if cache_dir is not None else demo_clips_cache_root()

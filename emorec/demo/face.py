@@ -32,10 +32,15 @@ _NOSE = [(0.0, -0.05), (0.07, 0.26), (-0.05, 0.29)]
 class Expression:
     """Per-frame face state: arousal-driven eyes and brows, valence-driven mouth, speech."""
 
-    eye_open: float  # 0 = shut, 1 = wide open
+    eye_open: float  # 0 = shut, 1 = wide open (up to ~1.5 for a startled stare)
     brow_raise: float  # -1 (low, frowning) .. 1 (raised)
     smile: float  # -1 (frown) .. 1 (smile)
     mouth_open: float  # 0 .. 1, from the speech envelope
+    # Used by the clip demo's categorical expressions; at 0 (the default) the
+    # drawing is exactly the regression demo's.
+    brow_inner: float = 0.0  # inner brow ends: > 0 raised (sorrow, fear), < 0 pulled down (anger)
+    mouth_width: float = 0.0  # -1 (pressed, narrow) .. 1 (stretched sideways)
+    sneer: float = 0.0  # upper lip raised on the image's left (< 0) or right (> 0) side, nose wrinkled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,35 +171,63 @@ def draw_face(img: np.ndarray, pose: Pose, expr: Expression, colours: Palette) -
         lid = np.stack([ex + 0.2 * _LID_COS, ey - eye_h * _LID_SIN], 1)
         _polyline(img, tf, lid, colours.lid, 0.035)
         by = -0.40 - 0.14 * expr.brow_raise
-        _polyline(img, tf, [(side * 0.16, by + 0.03), (side * 0.36, by - 0.03), (side * 0.58, by + 0.04)],
+        inner = by + 0.03
+        if expr.brow_inner:
+            inner -= 0.12 * expr.brow_inner
+        _polyline(img, tf, [(side * 0.16, inner), (side * 0.36, by - 0.03), (side * 0.58, by + 0.04)],
                   colours.brows, 0.08)
 
     _polyline(img, tf, _NOSE, colours.nose, 0.045)
     for side in (-1, 1):
         _ellipse(img, tf, (side * 0.08, 0.28), (0.05, 0.03), colours.nostrils)
+    if expr.sneer:
+        # Wrinkles across the bridge of the nose on the sneering side.
+        side = float(np.sign(expr.sneer))
+        for k in range(2):
+            y = 0.02 + 0.07 * k
+            _polyline(img, tf, [(side * 0.04, y + 0.02), (side * 0.2, y - 0.03)], colours.nose,
+                      0.03 * min(1.0, abs(expr.sneer)) + 0.01)
 
     # Mouth: both lips are parabolas through the corners; the corners rise with
     # valence (smile) and drop below the centre for a frown.
     half = 0.32 + 0.04 * expr.smile
+    if expr.mouth_width:
+        half *= 1 + 0.3 * expr.mouth_width
     centre_y = 0.6
     corner_y = centre_y - 0.17 * expr.smile
     x = half * _MOUTH_X
     upper = centre_y + (corner_y - centre_y) * (1 - _MOUTH_BOW)
     lower = upper + 0.02 + 0.22 * expr.mouth_open * _MOUTH_BOW
+    if expr.sneer:
+        # One side of the upper lip lifts, baring the mouth on that side only.
+        lift = np.clip(np.sign(expr.sneer) * _MOUTH_X, 0.0, 1.0) * np.sin(np.pi * np.abs(_MOUTH_X)) ** 0.5
+        upper = upper - 0.14 * abs(expr.sneer) * lift
     outline = np.concatenate([np.stack([x, upper], 1), np.stack([x, lower], 1)[::-1]])
     cv2.fillPoly(img, [tf.points(outline)], colours.mouth, cv2.LINE_AA, _SHIFT)
     _polyline(img, tf, np.stack([x, upper], 1), colours.lips, 0.06)
     _polyline(img, tf, np.stack([x, lower], 1), colours.lips, 0.06)
 
 
-def _background(spec: DemoSpec, look: Look, side: float) -> tuple[np.ndarray, np.ndarray]:
-    """A vertical colour gradient and a side-light gain map for the subject."""
-    ramp = np.linspace(0, 1, spec.height)[:, None, None]
+def backdrop(width: int, height: int, look: Look, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """A vertical colour gradient ``(H, W, 3)`` uint8 and a side-light gain map for the subject."""
+    ramp = np.linspace(0, 1, height)[:, None, None]
     top, bottom = np.array(look.background_top), np.array(look.background_bottom)
-    background = np.broadcast_to(top + (bottom - top) * ramp, (spec.height, spec.width, 3))
-    x = np.linspace(-0.5, 0.5, spec.width)[None, :, None]
+    background = np.broadcast_to(top + (bottom - top) * ramp, (height, width, 3))
+    x = np.linspace(-0.5, 0.5, width)[None, :, None]
     gain = look.light * (1 + 0.35 * side * x)
     return np.ascontiguousarray(background.astype(np.uint8)), gain.astype(np.float32)
+
+
+def _background(spec: DemoSpec, look: Look, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """The backdrop at the corpus's frame size."""
+    return backdrop(spec.width, spec.height, look, side)
+
+
+def finish_frame(img: np.ndarray, gain: np.ndarray, flicker: float) -> np.ndarray:
+    """Soften a drawn frame like a webcam's and apply the side light and flicker; uint8 RGB."""
+    # A slightly soft image, like a webcam's: hard cartoon edges lower MTCNN's scores.
+    img = cv2.GaussianBlur(img, (0, 0), _BLUR_SIGMA)
+    return np.clip(img * (gain * np.float32(flicker)), 0, 255).astype(np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,6 +279,4 @@ def iter_face_frames(
         expr = expression_for(emotion[i, 0], emotion[i, 1], mouth_open[min(i, len(mouth_open) - 1)])
         img = background.copy()
         draw_face(img, pose, expr, colours)
-        # A slightly soft image, like a webcam's: hard cartoon edges lower MTCNN's scores.
-        img = cv2.GaussianBlur(img, (0, 0), _BLUR_SIGMA)
-        yield np.clip(img * (gain * np.float32(flicker[i])), 0, 255).astype(np.uint8)
+        yield finish_frame(img, gain, flicker[i])

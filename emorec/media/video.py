@@ -223,3 +223,64 @@ def iter_grid_frames(path, num_frames: int | None = None) -> Iterator[np.ndarray
                 chosen = after
             # Converted per grid frame so a repeated source frame still gives a fresh array.
             yield chosen[1].to_ndarray(format="rgb24")
+
+
+# A decoded frame count this many frames short of the container's declared count
+# means a truncated file (AVI headers and mp4 sample tables state the count exactly;
+# encoders may add or drop one frame at the end).
+_FRAME_SHORTFALL = 2
+
+
+def video_rate(path) -> float:
+    """The video stream's nominal frame rate in frames per second (25.0 where the container gives none).
+
+    Args:
+        path: a video file.
+
+    Returns:
+        The average (else guessed) frame rate of the first video stream.
+
+    Raises:
+        MediaError: the file is missing, unreadable or has no video stream.
+    """
+    path = Path(path)
+    container = _open(path)
+    with container:
+        return float(_video_rate(_video_stream(container, path)) or 25)
+
+
+def iter_video_frames(path) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(time_s, frame)`` for every decoded frame at the video's own rate, no grid.
+
+    Times are presentation times from the container's start (AVI: frame index
+    over the nominal rate), as for the grid frames; frames with a repeated or
+    earlier timestamp are skipped. Frames are RGB uint8 ``(H, W, 3)``.
+
+    Args:
+        path: a video file.
+
+    Yields:
+        ``(time in seconds, frame)`` pairs in presentation order.
+
+    Raises:
+        MediaError: the file is missing or unreadable, has no video stream or no
+            decodable frame, or (after the last frame) decodes to fewer frames
+            than its header declares (a truncated file).
+    """
+    path = Path(path)
+    container = _open(path)
+    with container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        declared = int(stream.frames or 0)
+        count = 0
+        for time, frame in _timed_frames(container, stream, path):
+            count += 1
+            yield float(time), frame.to_ndarray(format="rgb24")
+    if count == 0:
+        raise MediaError(f"{path}: video stream has no decodable frames")
+    if declared and declared - count > _FRAME_SHORTFALL:
+        raise MediaError(
+            f"{path}: truncated video: the container declares {declared} frames, "
+            f"only {count} could be decoded"
+        )

@@ -1,4 +1,4 @@
-"""Writing media files: 16-bit PCM wav and H.264 (+ AAC) video, always atomically.
+"""Writing media files: 16-bit PCM wav and H.264 or MJPEG (+ AAC or PCM) video, always atomically.
 
 Both writers produce a temporary file next to the destination and rename it
 into place, so a killed process never leaves a half-written file under the
@@ -27,7 +27,12 @@ _INT16_SCALE = 32768.0
 # The fallback keeps write_mp4 usable with an ffmpeg build that lacks libx264.
 _VIDEO_CODECS = ("libx264", "mpeg4")
 _AUDIO_CODEC = "aac"
+# AAC is the usual sound track of an mp4; 16-bit PCM is exact and is what AVI
+# files commonly carry (AAC in AVI has no priming edit, so its first ~1024
+# samples of encoder delay would stay in the decoded track).
+AUDIO_CODECS = ("aac", "pcm_s16le")
 DEFAULT_CRF = 18
+DEFAULT_MJPEG_QSCALE = 3
 
 
 @contextlib.contextmanager
@@ -109,11 +114,11 @@ def _check_frame(frame, shape, index: int, path: Path) -> np.ndarray:
 class _AudioFeeder:
     """Encodes an audio track in chunks so that it interleaves with the video packets."""
 
-    def __init__(self, container, audio: np.ndarray, rate: int):
+    def __init__(self, container, audio: np.ndarray, rate: int, codec: str = _AUDIO_CODEC):
         layout = {1: "mono", 2: "stereo"}.get(audio.shape[1])
         if layout is None:
             raise ValueError(f"audio must be mono or stereo, got {audio.shape[1]} channels")
-        self.stream = container.add_stream(_AUDIO_CODEC, rate=rate)
+        self.stream = container.add_stream(codec, rate=rate)
         self.stream.layout = layout
         self.container = container
         self.audio = np.clip(audio, -1.0, 1.0)
@@ -149,21 +154,32 @@ def write_mp4(
     crf: int = DEFAULT_CRF,
     *,
     frame_times=None,
+    audio_codec: str = _AUDIO_CODEC,
+    video_codec: str | None = None,
+    quality: int = DEFAULT_MJPEG_QSCALE,
 ) -> None:
-    """Encode RGB uint8 frames (streamed) as H.264 yuv420p with an optional AAC track, atomically.
+    """Encode RGB uint8 frames (streamed) as H.264 (or MJPEG) with an optional AAC (or PCM) track, atomically.
 
     ``frame_times`` (seconds, strictly increasing, one per frame) gives each
     frame its own presentation time to make variable-frame-rate files; ``fps``
     is then only the nominal rate. The container follows the suffix of
-    ``path`` (.mp4, .mkv, .avi).
+    ``path`` (.mp4, .mkv, .avi). ``audio_codec`` is one of :data:`AUDIO_CODECS`.
+    ``video_codec`` None picks :func:`video_encoder` (H.264); ``"mjpeg"`` writes
+    intra-only Motion JPEG at ``quality`` (ffmpeg's qscale, 2 = best), whose
+    bytes depend on the frames alone (libx264 with a sound track in the same
+    file was seen to give different bytes for the same frames now and then).
     """
     path = Path(path)
+    if audio_codec not in AUDIO_CODECS:
+        raise ValueError(f"{path}: audio_codec must be one of {', '.join(AUDIO_CODECS)}, got {audio_codec!r}")
+    if video_codec not in (None, "mjpeg"):
+        raise ValueError(f"{path}: video_codec must be None (H.264) or 'mjpeg', got {video_codec!r}")
     rate = _as_rate(fps)
     track = None if audio is None else _as_channels(audio, str(path))
     times = None if frame_times is None else np.asarray(frame_times, dtype=np.float64)
     if times is not None and (times.ndim != 1 or np.any(np.diff(times) <= 0)):
         raise ValueError(f"{path}: frame_times must be a strictly increasing 1-D sequence")
-    codec = video_encoder()
+    codec = video_codec or video_encoder()
     with _atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w") as container:
             stream = None
@@ -186,7 +202,11 @@ def write_mp4(
                     stream.width, stream.height = width, height
                     stream.pix_fmt = "yuv420p"
                     stream.codec_context.time_base = time_base
-                    if codec == "libx264":
+                    if codec == "mjpeg":
+                        stream.pix_fmt = "yuvj420p"
+                        stream.codec_context.qscale = int(quality)
+                        stream.codec_context.flags |= av.codec.context.Flags.qscale
+                    elif codec == "libx264":
                         stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
                         if path.suffix.lower() == ".avi":
                             # AVI has no presentation times, so no frame reordering.
@@ -194,7 +214,7 @@ def write_mp4(
                     else:
                         stream.codec_context.qscale = 2
                     if track is not None:
-                        feeder = _AudioFeeder(container, track, int(audio_rate))
+                        feeder = _AudioFeeder(container, track, int(audio_rate), audio_codec)
                 if times is not None:
                     if index >= len(times):
                         raise ValueError(f"{path}: more frames than frame_times ({len(times)})")
@@ -217,3 +237,30 @@ def write_mp4(
             container.mux(stream.encode(None))
             if feeder is not None:
                 feeder.finish()
+
+
+def write_avi(path, frames: Iterable[np.ndarray], fps=25, audio=None, audio_rate: int = 44100,
+              quality: int = DEFAULT_MJPEG_QSCALE) -> None:
+    """Encode RGB uint8 frames as an AVI file (Motion JPEG, 16-bit PCM sound), atomically.
+
+    The layout of AFEW-style clips: :func:`write_mp4` with an ``.avi`` path,
+    intra-only MJPEG video (the same frames always give the same bytes) and a
+    PCM sound track, which AVI stores exactly (no codec delay to trim).
+
+    Args:
+        path: destination; must end in ``.avi``.
+        frames: RGB uint8 ``(H, W, 3)`` frames of even width and height.
+        fps: the constant frame rate.
+        audio: optional float audio in [-1, 1], ``(N,)`` or ``(N, C)`` (C <= 2).
+        audio_rate: its sample rate in Hz.
+        quality: MJPEG qscale, 2 (best) to 31.
+
+    Raises:
+        ValueError: the path does not end in ``.avi`` or the frames or audio are malformed.
+        MediaError: no frames, or an odd frame size.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".avi":
+        raise ValueError(f"{path}: write_avi writes .avi files")
+    write_mp4(path, frames, fps=fps, audio=audio, audio_rate=audio_rate, audio_codec="pcm_s16le",
+              video_codec="mjpeg", quality=quality)

@@ -1,7 +1,7 @@
 """The post-processing chain, tuned on dev predictions and applied unchanged to test.
 
 The chain is the protocol's ``postprocess.steps`` (``evaluate/avec2016.yaml``:
-the AVEC chain below; ``evaluate/chen_jin2015.yaml`` adds exponential
+the AVEC chain below; ``evaluate/avec2015.yaml`` adds exponential
 smoothing), run per output dimension, independently, in the order given;
 each step is kept only if it raises the dev CCC (concatenation of all dev
 recordings) by more than :data:`MIN_GAIN`. The AVEC chain (Tzirakis et al.

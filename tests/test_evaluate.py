@@ -225,10 +225,10 @@ def test_chen_jin_protocol_smooths(trained, tmp_path):
     from emorec.protocol import default_protocol_path
 
     data_dir, run_dir, _ = trained
-    path = default_protocol_path().parent / "chen_jin2015.yaml"
+    path = default_protocol_path().parent / "avec2015.yaml"
     result = ev.evaluate_run(run_dir, data_dir, "dev", "tune", protocol=path, out_dir=tmp_path / "cj",
                              plots=False, progress=False)
-    assert result["protocol"] == "chen_jin2015" and result["eval_window"]["mode"] == "whole"
+    assert result["protocol"] == "avec2015" and result["eval_window"]["mode"] == "whole"
     steps = result["postprocess"]["params"]["dimensions"][0]["steps"]
     assert [s["step"] for s in steps] == ["exponential_smoothing"]
 

@@ -60,7 +60,18 @@ def _out(values: np.ndarray, one_d: bool):
 
 
 def ccc_from_sums(n, sx, sy, sxx, syy, sxy, convention: str = HEADLINE_CONVENTION):
-    """CCC from moment sums (arrays broadcast per dimension) under ``convention``; NaN where undefined."""
+    """CCC from moment sums (arrays broadcast per dimension) under ``convention``; NaN where undefined.
+
+    Args:
+        n: frame count; sx, sy: sums of predictions and gold; sxx, syy, sxy: sums of their products.
+        convention: see :data:`CONVENTIONS`.
+
+    Returns:
+        The CCC (same shape as the sums).
+
+    >>> float(ccc_from_sums(3, 3.0, 3.0, 5.0, 5.0, 5.0, "biased"))  # x = y = [0, 1, 2]
+    1.0
+    """
     var_ddof, cov_ddof = _ddof(convention)
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -74,7 +85,28 @@ def ccc_from_sums(n, sx, sy, sxx, syy, sxy, convention: str = HEADLINE_CONVENTIO
 
 
 def ccc(gold, pred, convention: str = HEADLINE_CONVENTION):
-    """Concordance correlation coefficient of ``(N,)`` or per column of ``(N, D)`` arrays."""
+    """Concordance correlation coefficient of ``(N,)`` or per column of ``(N, D)`` arrays.
+
+    ``2 cov(g, p) / (var(g) + var(p) + (mean(g) − mean(p))²)`` with the
+    convention's degrees of freedom (AVEC: variances N − 1, covariance N).
+
+    Args:
+        gold: ``(N,)`` or ``(N, D)`` gold standard.
+        pred: predictions of the same shape.
+        convention: ``avec``, ``biased`` or ``unbiased``.
+
+    Returns:
+        A float for 1-D input, else ``(D,)``; NaN where undefined.
+
+    Raises:
+        AlignmentError: shapes differ; LabelError: NaN or inf.
+
+    >>> gold = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> round(float(ccc(gold, gold + 1.0, "biased")), 4)  # an offset costs concordance
+    0.7143
+    >>> float(ccc(gold, gold, "unbiased"))
+    1.0
+    """
     var_ddof, cov_ddof = _ddof(convention)
     g, p, one_d = _pair(gold, pred)
     n = g.shape[0]
@@ -93,7 +125,11 @@ def ccc(gold, pred, convention: str = HEADLINE_CONVENTION):
 
 
 def pearson(gold, pred):
-    """Pearson correlation of ``(N,)`` or per column of ``(N, D)``; NaN if either side is constant."""
+    """Pearson correlation of ``(N,)`` or per column of ``(N, D)``; NaN if either side is constant.
+
+    >>> float(pearson(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0])))
+    1.0
+    """
     g, p, one_d = _pair(gold, pred)
     dg, dp = g - g.mean(axis=0), p - p.mean(axis=0)
     den = np.sqrt((dg * dg).sum(axis=0) * (dp * dp).sum(axis=0))
@@ -103,7 +139,11 @@ def pearson(gold, pred):
 
 
 def rmse(gold, pred):
-    """Root mean square error of ``(N,)`` or per column of ``(N, D)``."""
+    """Root mean square error of ``(N,)`` or per column of ``(N, D)``.
+
+    >>> round(float(rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0]))) ** 2, 6)
+    12.5
+    """
     g, p, one_d = _pair(gold, pred)
     if g.shape[0] == 0:
         return _out(np.full(g.shape[1], np.nan), one_d)

@@ -188,7 +188,21 @@ def _nan_to_none(value):
 
 
 def median_filter(x: np.ndarray, window: int) -> np.ndarray:
-    """Running median along axis 0 of one recording, padding with edge values (``ndimage`` ``mode="nearest"``)."""
+    """Running median along axis 0 of one recording, padding with edge values (``ndimage`` ``mode="nearest"``).
+
+    Args:
+        x: ``(N,)`` or ``(N, D)`` predictions of one recording.
+        window: odd window length in frames (1 or less: unchanged).
+
+    Returns:
+        The filtered float64 array.
+
+    Raises:
+        ConfigError: an even window.
+
+    >>> median_filter(np.array([0.0, 9.0, 0.0, 1.0, 1.0]), 3)
+    array([0., 0., 1., 1., 1.])
+    """
     x = np.asarray(x, dtype=np.float64)
     if window <= 1 or len(x) == 0:
         return x.copy()
@@ -204,7 +218,11 @@ def median_filter(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def shift_forward(x: np.ndarray, shift: int) -> np.ndarray:
-    """``out[t] = x[t − shift]`` along axis 0, the first ``shift`` frames repeating ``x[0]``."""
+    """``out[t] = x[t − shift]`` along axis 0, the first ``shift`` frames repeating ``x[0]``.
+
+    >>> shift_forward(np.array([1.0, 2.0, 3.0, 4.0]), 2)
+    array([1., 1., 1., 2.])
+    """
     x = np.asarray(x, dtype=np.float64)
     if shift <= 0 or len(x) == 0:
         return x.copy()

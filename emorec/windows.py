@@ -21,7 +21,11 @@ from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES, NUM_LANDMARKS, WindowReco
 
 
 def seconds_to_frames(seconds: float, what: str = "window") -> int:
-    """Whole number of 40 ms frames in ``seconds``; error if it is not a positive multiple."""
+    """Whole number of 40 ms frames in ``seconds``; error if it is not a positive multiple.
+
+    >>> seconds_to_frames(6.0), seconds_to_frames(0.2)
+    (150, 5)
+    """
     frames = round(seconds / FRAME_PERIOD)
     if frames < 1 or abs(frames * FRAME_PERIOD - seconds) > 1e-6:
         raise ConfigError(
@@ -39,7 +43,11 @@ def check_window(window: int, hop: int) -> None:
 
 
 def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
-    """First frames of the windows of a ``num_frames`` recording (the last one may be partial)."""
+    """First frames of the windows of a ``num_frames`` recording (the last one may be partial).
+
+    >>> window_starts(23, 10, 10), window_starts(12, 5, 1)[-1]
+    ([0, 10, 20], 7)
+    """
     check_window(window, hop)
     starts: list[int] = []
     start = 0
@@ -52,7 +60,11 @@ def window_starts(num_frames: int, window: int, hop: int) -> list[int]:
 
 
 def valid_frames(num_frames: int, start: int, window: int) -> int:
-    """Real (unpadded) frames in the window starting at ``start``."""
+    """Real (unpadded) frames in the window starting at ``start``.
+
+    >>> valid_frames(23, 20, 10), valid_frames(23, 10, 10)
+    (3, 10)
+    """
     return max(0, min(window, num_frames - start))
 
 

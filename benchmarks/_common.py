@@ -261,47 +261,43 @@ def sequence_model_macs(model: keras.Model) -> dict[str, int]:
 # -- training ------------------------------------------------------------------------------------
 
 
-def load_train_config(name: str) -> dict:
-    """The resolved ``train/NAME.yaml`` (defaults filled in, validated)."""
+def load_train_config(name: str):
+    """The resolved ``train/NAME.yaml`` (a :class:`~emorec.config.TrainConfig`)."""
     from emorec.config import config_path_for, resolve_config
 
     return resolve_config(config_path_for(name))
 
 
-def make_train_step(model, objective, learning_rate: float, jit: bool = False):
-    """A tf.function training step equivalent to emorec.training.engine's on one device.
+def make_train_step(model, config, jit: bool = False):
+    """The training engine's own step (:class:`emorec.training.steps.WindowedStep`) on one device.
 
-    Objective on the batch (single-device moments), plus ``model.losses``
-    (weight decay), gradient, keras Adam update; returns the loss.
+    The model's objective with the config's ``loss:`` settings, ``model.losses``
+    (weight decay), the gradient and the config's optimizer; returns the loss.
     """
-    from emorec.losses import local_moments
+    from emorec.models import get_model_spec
+    from emorec.tasks import get_task
+    from emorec.training.engine import make_optimizer
+    from emorec.training.steps import StepContext, WindowedStep
 
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    spec = get_model_spec(config.model_name)
+    optimizer = make_optimizer(config.optimizer)
     optimizer.build(model.trainable_variables)
-    names = [t.name for t in model.inputs]
-
-    @tf.function(jit_compile=jit)
-    def step(batch):
-        with tf.GradientTape() as tape:
-            outputs = model({k: batch[k] for k in names}, training=True)
-            loss, _ = objective(batch, outputs, reduce_fn=local_moments)
-            if model.losses:
-                loss = loss + tf.add_n(model.losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    return step
+    context = StepContext(model, optimizer, get_task(spec.task).objective(spec, config.loss),
+                          tf.distribute.get_strategy(), config.data.batch_size,
+                          [t.name for t in model.inputs], jit_compile=jit)
+    step = WindowedStep(context)
+    return lambda batch: step(batch)["loss"]
 
 
 def random_batch(batch: int, frames: int, modalities, face_size: int, seed: int = 0) -> dict:
-    """A batch shaped like emorec.data's: ``audio``/``video`` as asked, ``labels``, ``mask`` (all ones)."""
+    """A batch shaped like emorec.data's: ``audio``/``video`` as asked, ``labels``, ``mask``, ``target`` (all ones)."""
     from emorec.schema import FRAME_SAMPLES
 
     rng = np.random.default_rng(seed)
     out = {
         "labels": tf.constant(rng.uniform(-1, 1, (batch, frames, 2)).astype(np.float32)),
         "mask": tf.ones((batch, frames), tf.float32),
+        "target": tf.ones((batch, frames), tf.float32),
     }
     if "audio" in modalities:
         out["audio"] = tf.constant(rng.standard_normal((batch, frames, FRAME_SAMPLES), dtype=np.float32) * 0.1)

@@ -8,8 +8,8 @@ at train/ae_lstm.yaml's shapes, batch 32 × 5 frames (0.2 s windows) of
 96 × 96 faces and raw audio; printed as windows/s and as effective FLOP/s
 (3 × the analytic forward FLOPs, decoders included) ÷ matmul FLOP/s.
 
-Streaming inference: the streaming twin (emorec.streaming.build_streaming →
-build_streaming_ae_lstm: encoders + LSTM, no decoders) on one recording, a
+Streaming inference: the streaming twin (emorec.streaming.build_streaming, the
+state twin without decoders: encoders + LSTM) on one recording, a
 chunk of frames plus the packed LSTM state in, predictions plus the new state
 out, the state fed back from call to call; printed as the real-time factor
 (seconds of media per second) and FLOP/s ÷ matmul FLOP/s, per chunk length.
@@ -27,23 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from emorec.config import window_frames  # noqa: E402
-from emorec.models import get_model_spec  # noqa: E402
+from emorec.models import build_model  # noqa: E402
 from emorec.schema import FRAME_PERIOD  # noqa: E402
 from emorec.streaming import build_streaming, zero_state  # noqa: E402
 
 HEADERS = ["case", "input", "GFLOP/call", "s/call", "GFLOP/s", "÷ matmul", "÷ adjacent", "windows/s", "real-time x"]
 STREAMING_PARTS = ("face_encoder", "audio_encoder", "recurrent")
-
-
-def _spec():
-    try:
-        return get_model_spec("ae_lstm")
-    except KeyError:
-        # Registered by importing its module, if builtin.py does not import it yet.
-        import emorec.models.ae_lstm  # noqa: F401
-
-        return get_model_spec("ae_lstm")
 
 
 def streaming_rows(model, chunks, repeats, reference, macs, jit) -> list:
@@ -83,24 +72,24 @@ def main(argv=None) -> None:
     parser.add_argument("--xla", action="store_true", help="also time everything with jit_compile=True")
     args = parser.parse_args(argv)
     config = _common.load_train_config("ae_lstm")
-    batch = args.batch_size or int(config["data"]["batch_size"])
-    window = window_frames(config)
+    if args.batch_size:
+        config = config.replace(data=config.data.replace(batch_size=args.batch_size))
+    batch, window = config.data.batch_size, config.window_frames
     chunks = [int(c) for c in args.chunks.split(",")]
     if args.quick:
         batch, args.repeats, chunks = 8, 1, chunks[:1]
+        config = config.replace(data=config.data.replace(batch_size=batch))
     print(_common.machine_description())
     reference = _common.MatmulReference()
     reference.measure()
 
-    spec = _spec()
-    model = spec.builder(dict(config["model"]))
+    model = build_model("ae_lstm", config.model)
     macs = _common.sequence_model_macs(model)
     face_size = model.get_layer("face_encoder").input.shape[1]
-    objective = functools.partial(spec.objective, **config["loss"]) if config["loss"] else spec.objective
     data = _common.random_batch(batch, window, ("audio", "video"), face_size)
     rows = []
     for jit in (False, True) if args.xla else (False,):
-        step = _common.make_train_step(model, objective, float(config["optimizer"]["learning_rate"]), jit=jit)
+        step = _common.make_train_step(model, config, jit=jit)
         seconds = _common.time_call(functools.partial(step, data), repeats=args.repeats)["best"]
         reference.measure()
         flops = 3 * 2 * sum(macs.values()) * batch * window

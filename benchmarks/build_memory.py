@@ -5,7 +5,7 @@
 
 For each duration it writes one recording (a speech wav and an mp4 of the
 astronaut's face drifting, ``--size`` pixels, no sound track), then runs the
-real build (``python -m tfrecords_tools.build manifest``) in a fresh process
+real build (``emorec build manifest``) in a fresh process
 that reports its own peak resident set size (``VmHWM`` of ``/proc/self/status``). The
 build streams the audio (decoded and resampled a block at a time), the video
 frames and the face crops; what still grows with the duration is the face
@@ -68,9 +68,9 @@ def peak_rss_kib() -> int:
 
 def child(argv: list[str]) -> None:
     """Run the build in this process, then print its peak RSS in MiB."""
-    from tfrecords_tools.build import main
+    from emorec.cli import main
 
-    status = main(argv)
+    status = main(["build", *argv])
     print(f"PEAK_RSS_MIB {peak_rss_kib() / 1024:.1f}")
     sys.exit(status)
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from emorec.data import make_dataset  # noqa: E402
+from emorec.data import ReadSpec, make_dataset  # noqa: E402
 from emorec.manifest import read_manifest  # noqa: E402
 from emorec.schema import DEFAULT_FACE_SIZE  # noqa: E402
 
@@ -46,8 +46,9 @@ def measure(data_dir: Path, partition: str, batch_size: int, training: bool, max
     manifest = read_manifest(data_dir)
     shards = manifest.shards_for(partition)
     bytes_per_window = sum(s.bytes for s in shards) / max(1, sum(s.windows for s in shards))
-    ds = make_dataset(data_dir, partition, batch_size=batch_size, training=training, seed=0,
-                      repeat=True, **kwargs)
+    spec = ReadSpec(batch_size=batch_size, training=training, seed=0, steps=max_batches + 1 if training else None,
+                    repeat=not training, **kwargs)
+    ds = make_dataset(data_dir, partition, spec)
     iterator = iter(ds)
     next(iterator)  # graph building and the first fill of the buffers are not throughput
     windows = out_bytes = 0
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         runs = [
             ("training, augmentation on", True, {}),
             ("evaluation (no augmentation)", False, {}),
-            ("training, audio only", True, {"modalities": ["audio"]}),
+            ("training, audio only", True, {"modalities": ("audio",)}),
         ]
         for name, training, kwargs in runs:
             if "modalities" in kwargs and "audio" not in options["modalities"]:

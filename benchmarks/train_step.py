@@ -27,9 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-from emorec.config import window_frames  # noqa: E402
-from emorec.data import make_dataset  # noqa: E402
-from emorec.losses import ccc_objective  # noqa: E402
+from emorec.data import ReadSpec, make_dataset  # noqa: E402
 from emorec.models import build_model  # noqa: E402
 from emorec.schema import FRAME_PERIOD  # noqa: E402
 
@@ -48,8 +46,8 @@ def synthetic_audio_dataset(root: Path, recordings: int, frames: int, window: in
 
 def pipeline_rate(data_dir: Path, batch: int, window: int, batches: int) -> float:
     """Windows/s of make_dataset in training mode (after one warm-up batch)."""
-    ds = make_dataset(data_dir, "train", batch_size=batch, modalities=["audio"], training=True,
-                      window_frames=window, seed=0, repeat=True)
+    ds = make_dataset(data_dir, "train", ReadSpec(batch_size=batch, modalities=("audio",), training=True,
+                                                  window_frames=window, seed=0, steps=batches + 1))
     iterator = iter(ds)
     next(iterator)
     start = time.perf_counter()
@@ -72,18 +70,18 @@ def main(argv=None) -> None:
     parser.add_argument("--xla", action="store_true", help="compile the step with jit_compile=True")
     args = parser.parse_args(argv)
     config = _common.load_train_config("e2e_audio")
-    batch = args.batch_size or int(config["data"]["batch_size"])
-    window = window_frames(config)
     if args.quick:
-        batch, args.repeats, args.pipeline_batches, args.recordings, args.frames = 5, 1, 5, 2, 600
+        args.batch_size, args.repeats, args.pipeline_batches, args.recordings, args.frames = 5, 1, 5, 2, 600
+    if args.batch_size:
+        config = config.replace(data=config.data.replace(batch_size=args.batch_size))
+    batch, window = config.data.batch_size, config.window_frames
     print(_common.machine_description())
     reference = _common.MatmulReference()
     reference.measure()
 
-    model = build_model("e2e_audio", config["model"])
+    model = build_model("e2e_audio", config.model)
     macs = sum(_common.sequence_model_macs(model).values())
-    step = _common.make_train_step(model, ccc_objective, float(config["optimizer"]["learning_rate"]),
-                                   jit=args.xla)
+    step = _common.make_train_step(model, config, jit=args.xla)
     data = _common.random_batch(batch, window, ("audio",), 0)
     timing = _common.time_call(lambda: step(data), repeats=args.repeats)
     step_s = timing["best"]

@@ -63,7 +63,12 @@ def ccc_from_sums(n, sx, sy, sxx, syy, sxy, convention: str = HEADLINE_CONVENTIO
     """CCC from moment sums (arrays broadcast per dimension) under ``convention``; NaN where undefined.
 
     Args:
-        n: frame count; sx, sy: sums of predictions and gold; sxx, syy, sxy: sums of their products.
+        n: frame count.
+        sx: sum of the predictions.
+        sy: sum of the gold values.
+        sxx: sum of the squared predictions.
+        syy: sum of the squared gold values.
+        sxy: sum of their products.
         convention: see :data:`CONVENTIONS`.
 
     Returns:

@@ -183,8 +183,8 @@ class ReadSpec:
     """How :func:`make_dataset` reads a partition.
 
     ``training`` draws windows as :mod:`emorec.sampling` says (window mode:
-    batches ``skip …`` of epoch ``epoch``, ``steps`` of them, default one
-    pass) or shuffles the recording order (stream mode, repeated when
+    ``window_frames`` every ``hop_frames`` (default: the window), batches
+    ``skip …`` of epoch ``epoch``, ``steps`` of them, default one pass) or shuffles the recording order (stream mode, repeated when
     ``repeat``); ``augment`` applies the face augmentation and defaults to
     ``training``. ``window_frames`` None = the stored window; it may exceed the
     stored window only in stream mode. ``drop_remainder`` None drops the last
@@ -200,6 +200,7 @@ class ReadSpec:
     window_frames: int | None = None
     stream_ordered: bool = False
     seed: int | None = None
+    hop_frames: int | None = None
     epoch: int = 0
     steps: int | None = None
     skip: int = 0
@@ -444,25 +445,28 @@ def _window_dataset(plan, *, batch_size, frames, augment, repeat, drop_remainder
     return ds.batch(batch_size, drop_remainder=drop_remainder)
 
 
-def training_examples(plan: _Plan, frames: int):
-    """The partition's training examples (:class:`emorec.sampling.Examples`) for ``frames``-frame windows."""
+def training_examples(plan: _Plan, frames: int, hop: int | None = None):
+    """The partition's training windows (:class:`emorec.sampling.Examples`) of ``frames`` every ``hop``."""
     from emorec.sampling import enumerate_examples
 
-    return enumerate_examples(plan.frames, plan.windows, plan.window_frames, plan.hop_frames, frames)
+    try:
+        return enumerate_examples(plan.frames, plan.windows, plan.window_frames, plan.hop_frames, frames, hop)
+    except DatasetError as exc:
+        raise DatasetError(f"{plan.data_dir}: {exc}") from None
 
 
-def count_examples(data, partition: str, frames: int) -> int:
-    """How many ``frames``-frame training windows a partition gives (stored windows or their sub-windows)."""
+def count_examples(data, partition: str, frames: int, hop: int | None = None) -> int:
+    """How many ``frames``-frame training windows every ``hop`` frames a partition gives."""
     data = open_dataset(data)
-    return len(training_examples(_plan(data, partition, data.modalities), frames))
+    return len(training_examples(_plan(data, partition, data.modalities), frames, hop))
 
 
-def _sampled_dataset(plan, *, batch_size, frames, augment, seed, epoch, steps, skip, target,
+def _sampled_dataset(plan, *, batch_size, frames, hop, augment, seed, epoch, steps, skip, target,
                      num_parallel_calls, deterministic) -> tf.data.Dataset:
     """Training batches ``skip …`` of epoch ``epoch``, drawn as :mod:`emorec.sampling` says."""
     from emorec.sampling import epoch_examples, record_offsets, steps_in_epoch
 
-    examples = training_examples(plan, frames)
+    examples = training_examples(plan, frames, hop)
     n = len(examples)
     steps = steps_in_epoch(n, batch_size, steps)
     if steps < 1:
@@ -472,35 +476,49 @@ def _sampled_dataset(plan, *, batch_size, frames, augment, seed, epoch, steps, s
         )
     ids, positions = epoch_examples(n, int(seed or 0), batch_size, steps, epoch, skip)
     offsets, lengths, sizes = [], [], []
-    for path in plan.paths:
+    for k, path in enumerate(plan.paths):
         offset, length = record_offsets(path)
-        if len(offset) != plan.windows[len(offsets)]:
-            raise DatasetError(f"{path}: holds {len(offset)} windows, the manifest says {plan.windows[len(offsets)]}")
+        if len(offset) != plan.windows[k]:
+            raise DatasetError(f"{path}: holds {len(offset)} windows, the manifest says {plan.windows[k]}")
         offsets.append(offset)
         lengths.append(length)
         sizes.append(os.path.getsize(path))
-    shard, record = examples.shard[ids], examples.record[ids]
-    offset = np.array([offsets[a][b] for a, b in zip(shard, record)], np.int64)
-    length = np.array([lengths[a][b] for a, b in zip(shard, record)], np.int64)
-    footer = np.asarray(sizes, np.int64)[shard] - offset - length
-    table = (np.asarray(plan.paths)[shard], offset, length, footer, shard, examples.sub[ids], positions)
+    shard = examples.shard[ids]
+    where = {}
+    for name, records in (("a", examples.first[ids]), ("b", examples.second[ids])):
+        offset = np.array([offsets[s][r] for s, r in zip(shard, records)], np.int64)
+        length = np.array([lengths[s][r] for s, r in zip(shard, records)], np.int64)
+        where[name] = (offset, length, np.asarray(sizes, np.int64)[shard] - offset - length)
+    table = (np.asarray(plan.paths)[shard], *where["a"], *where["b"], shard,
+             (examples.second[ids] != examples.first[ids]), examples.offset[ids], examples.start_frame[ids],
+             positions)
 
-    def read(path, offset, length, footer, shard, sub, position):
-        record = tf.data.FixedLengthRecordDataset(path, record_bytes=length, header_bytes=offset,
-                                                  footer_bytes=footer)
-        return tf.data.Dataset.zip(record, tf.data.Dataset.from_tensors((shard, sub, position)))
+    def read(path, a_offset, a_length, a_footer, b_offset, b_length, b_footer, shard, two, offset, start, position):
+        def record(offset_, length_, footer_):
+            return tf.data.FixedLengthRecordDataset(path, record_bytes=length_, header_bytes=offset_,
+                                                    footer_bytes=footer_)
+
+        return tf.data.Dataset.zip(record(a_offset, a_length, a_footer), record(b_offset, b_length, b_footer),
+                                   tf.data.Dataset.from_tensors((shard, two, offset, start, position)))
 
     ds = tf.data.Dataset.from_tensor_slices(table).interleave(
         read, cycle_length=_MAX_INTERLEAVE, block_length=1, num_parallel_calls=num_parallel_calls,
         deterministic=True)
     parse = _parse_fn(plan)
-    split = _split_fn(plan, frames) if frames < plan.window_frames else None
 
-    def example(record, meta):
-        shard, sub, position = meta
-        window = {**parse(record), "shard": shard}
-        if split is not None:
-            window = {k: v[sub] for k, v in split(window).items() if k != "shard"} | {"shard": shard}
+    def example(first, second, meta):
+        shard, two, offset, start, position = meta
+        a, b = parse(first), parse(second)
+        # The example's frames: [offset, offset + T) of the first stored window followed by the second
+        # (whose frames count only when the example really straddles two).
+        window = {"recording_id": a["recording_id"], "start_frame": start, "shard": shard}
+        for key in _FRAME_KEYS:
+            if key in a:
+                tail = b[key]
+                if key == FL_VALID:
+                    tail = tail * tf.cast(two, tail.dtype)
+                window[key] = tf.concat([a[key], tail], axis=0)[offset:offset + frames]
+                window[key].set_shape([frames] + a[key].shape.as_list()[1:])
         # Augmentation draws are a function of (seed, stream position): resumed runs redraw them exactly.
         return window, tf.stack([tf.constant(int(seed or 0), tf.int64), position])
 
@@ -722,8 +740,8 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
         if spec.skip:
             ds = ds.skip(spec.skip)
     elif training:
-        ds = _sampled_dataset(plan, seed=seed, epoch=spec.epoch, steps=spec.steps, skip=spec.skip,
-                              target=spec.target, **common)
+        ds = _sampled_dataset(plan, seed=seed, hop=spec.hop_frames, epoch=spec.epoch, steps=spec.steps,
+                              skip=spec.skip, target=spec.target, **common)
     else:
         drop_remainder = bool(spec.drop_remainder)
         ds = _window_dataset(plan, repeat=spec.repeat, drop_remainder=drop_remainder, target=spec.target,

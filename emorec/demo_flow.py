@@ -131,7 +131,7 @@ def run_demo_flow(
     if data is None:
         from emorec.demo.cache import ensure_demo_dataset
 
-        data = ensure_demo_dataset(config.data.window, hop=config.data.hop, progress=progress)
+        data = ensure_demo_dataset(config.data.window, progress=progress)
     data = open_dataset(data)
     timings["build"] = time.perf_counter() - started
 

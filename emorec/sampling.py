@@ -1,9 +1,13 @@
 """Which training example comes when: every window equally often over a run, exactly resumable.
 
-The training examples of a partition are its stored windows (or, for a
-training window ``T`` shorter than the stored ``W``, each stored window's
-``ceil(W / T)`` consecutive sub-windows that hold a real frame), numbered
-``0 … N − 1`` in shard order (:func:`enumerate_examples`).
+The training examples of a partition are its training windows: ``T``
+frames starting every ``H`` frames of each recording (``data.window`` and
+``data.hop``; the last window of a recording may be partial), numbered
+``0 … N − 1`` in shard order (:func:`enumerate_examples`). They are cut from
+the stored windows at read time: a training window lies in one stored window,
+or straddles two consecutive ones when the stored windows do not overlap (the
+default build), so one dataset built at ``--window 0.2`` serves both
+consecutive 5-frame windows and windows ending at every frame.
 
 A run reads one endless stream of examples made of *passes*: pass ``p`` is a
 permutation of all ``N`` examples drawn from ``(seed, p)``
@@ -76,11 +80,17 @@ def record_offsets(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class Examples:
-    """The training examples of a partition, in shard order (all arrays have one entry per example)."""
+    """The training examples of a partition, in shard order (all arrays have one entry per example).
+
+    Example ``e`` is frames ``[offset, offset + T)`` of stored window ``first``
+    followed by stored window ``second`` of shard ``shard`` (``second ==
+    first`` when it needs only one; frames past the recording's end are padding).
+    """
 
     shard: np.ndarray  # index of the shard (recording)
-    record: np.ndarray  # index of the stored window in its shard
-    sub: np.ndarray  # sub-window of the stored window (0 when the windows are read whole)
+    first: np.ndarray  # stored window holding the example's first frame
+    second: np.ndarray  # the next stored window when the example straddles two, else ``first``
+    offset: np.ndarray  # first frame of the example inside ``first``
     start_frame: np.ndarray  # first frame of the example in its recording
 
     def __len__(self) -> int:
@@ -88,39 +98,51 @@ class Examples:
 
 
 def enumerate_examples(frames_per_shard, windows_per_shard, stored_window: int, stored_hop: int,
-                       frames: int) -> Examples:
-    """Every example of a partition: stored windows, or their sub-windows holding a real frame.
+                       window: int, hop: int | None = None) -> Examples:
+    """Every training window of a partition and where it lies in the stored windows.
 
     Args:
         frames_per_shard: each recording's frame count.
         windows_per_shard: each shard's stored window count (checked against the arithmetic).
         stored_window: frames per stored window ``W``.
         stored_hop: frames between stored window starts.
-        frames: the training window ``T`` (``T <= W``).
+        window: the training window ``T`` (``T <= W``).
+        hop: frames between training windows (default ``T``).
 
     Returns:
         The :class:`Examples`.
 
     Raises:
-        DatasetError: a shard whose window count does not match its frame count.
+        DatasetError: a shard whose window count does not match its frame count, or training windows
+            the stored ones cannot give (longer than ``W``, or across overlapping stored windows).
 
-    >>> e = enumerate_examples([12], [2], stored_window=6, stored_hop=6, frames=4)
-    >>> e.record.tolist(), e.sub.tolist(), e.start_frame.tolist()
-    ([0, 0, 1, 1], [0, 1, 0, 1], [0, 4, 6, 10])
+    >>> e = enumerate_examples([12], [2], stored_window=6, stored_hop=6, window=4)
+    >>> e.start_frame.tolist(), e.first.tolist(), e.second.tolist(), e.offset.tolist()
+    ([0, 4, 8], [0, 0, 1], [0, 1, 1], [0, 4, 2])
+    >>> enumerate_examples([7], [2], 5, 5, window=5, hop=1).start_frame.tolist()  # ending at frames 4, 5, 6
+    [0, 1, 2]
     """
-    count = -(-stored_window // frames)
+    hop = window if hop is None else hop
+    if window > stored_window:
+        raise DatasetError(f"training windows of {window} frames are longer than the stored ones ({stored_window})")
     parts = []
     for shard, (total, stored) in enumerate(zip(frames_per_shard, windows_per_shard)):
-        starts = window_starts(int(total), stored_window, stored_hop)
-        if len(starts) != int(stored):
-            raise DatasetError(f"shard {shard}: {stored} stored windows, {total} frames need {len(starts)}")
-        for record, start in enumerate(starts):
-            real = valid_frames(int(total), start, stored_window)
-            for sub in range(count):
-                if sub * frames < real:
-                    parts.append((shard, record, sub, start + sub * frames))
-    table = np.asarray(parts, np.int64).reshape(-1, 4)
-    return Examples(*(table[:, k] for k in range(4)))
+        stored_starts = window_starts(int(total), stored_window, stored_hop)
+        if len(stored_starts) != int(stored):
+            raise DatasetError(f"shard {shard}: {stored} stored windows, {total} frames need {len(stored_starts)}")
+        for start in window_starts(int(total), window, hop):
+            first = min(start // stored_hop, len(stored_starts) - 1)
+            offset = start - stored_starts[first]
+            second = first
+            if offset + window > stored_window and valid_frames(int(total), start, window) > stored_window - offset:
+                if stored_hop != stored_window:
+                    raise DatasetError(
+                        f"training windows of {window} frames every {hop} cross the overlapping stored windows "
+                        f"({stored_window} frames every {stored_hop}); build the dataset without --hop")
+                second = first + 1
+            parts.append((shard, first, second, offset, start))
+    table = np.asarray(parts, np.int64).reshape(-1, 5)
+    return Examples(*(table[:, k] for k in range(5)))
 
 
 def pass_permutation(seed: int, pass_index: int, n: int) -> np.ndarray:

@@ -466,3 +466,29 @@ def test_gaps_between_stored_windows_are_reported(tmp_path):
         make_dataset(data_dir, "dev", batch_size=1, stream_ordered=True)
     with pytest.raises(EmorecError, match="dev_1.tfrecord.*frames missing"):
         list(read_recordings(data_dir, "dev"))
+
+
+def test_sliding_training_windows_are_cut_across_stored_windows(av_dataset):
+    # Stored: consecutive 10-frame windows. Read: 4-frame windows starting at every frame, each
+    # the recording's frames [s, s + 4), straddling two stored windows where needed.
+    data_dir, truth = av_dataset
+    n = sum(length - 3 for length in LENGTHS)  # starts 0 .. N - 4 of each recording
+    rows = _rows(_batches(make_dataset(data_dir, "train", batch_size=1, training=True, seed=2, window_frames=4,
+                                       hop_frames=1, steps=n, target="last", modalities=["audio"])))
+    starts = sorted((r["recording_id"].decode(), int(r["start_frame"])) for r in rows)
+    assert starts == sorted((f"train_{i + 1}", s) for i, length in enumerate(LENGTHS) for s in range(length - 3))
+    for row in rows:
+        rec = truth[row["recording_id"].decode()]
+        start = int(row["start_frame"])
+        assert row["mask"].tolist() == [1.0] * 4 and row["target"].tolist() == [0.0, 0.0, 0.0, 1.0]
+        np.testing.assert_array_equal(row["audio"], rec["audio"][start:start + 4])
+        np.testing.assert_array_equal(row["labels"], rec["labels"][start:start + 4])
+
+
+def test_training_windows_need_storage_they_fit_in(tmp_path):
+    data_dir, _ = make_dataset_dir(tmp_path, recordings={"train": 1}, frames=20, window_frames=10, hop_frames=5,
+                                   modalities=("audio",))
+    with pytest.raises(EmorecError, match="cross the overlapping stored windows"):
+        make_dataset(data_dir, "train", batch_size=1, training=True, seed=0, window_frames=8, hop_frames=3)
+    with pytest.raises(EmorecError, match="cannot read 12-frame windows"):
+        make_dataset(data_dir, "train", batch_size=1, training=True, seed=0, window_frames=12)

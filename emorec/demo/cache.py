@@ -64,13 +64,12 @@ def _demo_tag(spec, seed: int) -> str:
     return "-" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def demo_dataset_dir(window: float, *, hop: float | None = None, cache_dir=None, spec=None, seed: int = 0) -> Path:
-    """Where :func:`ensure_demo_dataset` keeps the demo dataset (``<cache>/<window>s[-hop<hop>s][-digest]``)."""
+def demo_dataset_dir(window: float, *, cache_dir=None, spec=None, seed: int = 0) -> Path:
+    """Where :func:`ensure_demo_dataset` keeps the demo dataset of this window (``<cache>/<window>s[-digest]``)."""
     from emorec.demo import DemoSpec
 
     root = Path(cache_dir) if cache_dir is not None else demo_cache_root()
-    overlap = "" if hop is None or abs(hop - window) < 1e-9 else f"-hop{float(hop):g}s"
-    return root / f"{float(window):g}s{overlap}{_demo_tag(spec or DemoSpec(), seed)}"
+    return root / f"{float(window):g}s{_demo_tag(spec or DemoSpec(), seed)}"
 
 
 def _demo_incomplete(out: Path, options: dict, recording_ids: set[str]) -> str | None:
@@ -114,7 +113,6 @@ def default_demo_jobs(recordings: int) -> int:
 def ensure_demo_dataset(
     window: float,
     *,
-    hop: float | None = None,
     cache_dir=None,
     spec=None,
     seed: int = 0,
@@ -123,7 +121,7 @@ def ensure_demo_dataset(
     jobs: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """The demo dataset of ``window``-second windows every ``hop`` seconds (default: the window), built once.
+    """The demo dataset for ``window`` seconds, built into the cache on first use; returns its directory.
 
     Cache: ``cache_dir`` or ``$EMOREC_CACHE/demo`` or ``~/.cache/emorec/demo``,
     holding ``<window>s/`` (the dataset), ``media/seed<SEED>/`` (the demo media,
@@ -145,11 +143,11 @@ def ensure_demo_dataset(
 
     spec = spec or demo_spec_from_env() or DemoSpec()
     root = Path(cache_dir) if cache_dir is not None else demo_cache_root()
-    out = demo_dataset_dir(window, hop=hop, cache_dir=root, spec=spec, seed=seed)
+    out = demo_dataset_dir(window, cache_dir=root, spec=spec, seed=seed)
     face = FaceConfig()
     if face_detect_every is not None:
         face = dataclasses.replace(face, detect_every=int(face_detect_every))
-    options = BuildOptions(window=float(window), hop=None if hop is None else float(hop), face=face)
+    options = BuildOptions(window=float(window), face=face)
     expected = json.loads(json.dumps(options.manifest_options(DEMO_SOURCE)))
     partitions = tuple(p for p in PARTITIONS if p in partitions)
     if not partitions:

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from emorec.errors import ConfigError
+from emorec.errors import ConfigError, DatasetError
 from emorec.tasks.base import Task
 
 DIMENSIONS = ("arousal", "valence")
@@ -59,18 +59,18 @@ class FrameRegressionTask(Task):
         data.check_labels("train", required=True)
         data.check_labels("dev")
         cfg = config.data
-        stored_w, stored_h = data.window_frames, data.hop_frames
-        want_w, want_h = cfg.window_frames, cfg.hop_frames
         if cfg.stream_ordered:
             return  # rows are re-cut from each recording's stitched frames, whatever was stored
-        fits = (want_w == stored_w and (cfg.hop is None and want_h == stored_h or want_h == stored_h)) or (
-            want_w < stored_w and want_h == want_w and stored_h == stored_w)
-        if not fits:
+        from emorec.data import count_examples
+
+        try:
+            count_examples(data, "train", cfg.window_frames, cfg.hop_frames)
+        except DatasetError as exc:
             raise ConfigError(
-                f"{data.path}: model {spec.name} trains on {want_w}-frame windows every {want_h} frames "
-                f"(data.window {cfg.window} s, data.hop {cfg.hop} s), but the dataset stores {stored_w}-frame "
-                f"windows every {stored_h} frames; rebuild it with `emorec build ... --window {cfg.window} "
-                f"--hop {cfg.hop if cfg.hop is not None else cfg.window}`, or change data.window / data.hop")
+                f"{exc}; model {spec.name} trains on {cfg.window_frames}-frame windows every {cfg.hop_frames} "
+                f"frames (data.window {cfg.window} s, data.hop {cfg.hop} s): rebuild the dataset with "
+                f"`emorec build ... --window {cfg.window}` (windows no shorter, no --hop), or change data.window"
+            ) from None
 
     def read_spec(self, config, modalities, **settings):
         """The :class:`~emorec.data.ReadSpec` of this config (``settings`` override it)."""
@@ -78,7 +78,7 @@ class FrameRegressionTask(Task):
 
         data = config.data
         values = dict(batch_size=data.batch_size, modalities=tuple(modalities), augment=data.augment,
-                      window_frames=data.window_frames, stream_ordered=data.stream_ordered,
+                      window_frames=data.window_frames, hop_frames=data.hop_frames, stream_ordered=data.stream_ordered,
                       target=data.target, audio_norm=data.audio_norm)
         values.update(settings)
         return ReadSpec(**values)
@@ -107,7 +107,7 @@ class FrameRegressionTask(Task):
             return config.training.steps_per_epoch
         if config.data.stream_ordered:
             return None
-        return count_examples(data, "train", config.data.window_frames) // config.data.batch_size
+        return count_examples(data, "train", config.data.window_frames, config.data.hop_frames) // config.data.batch_size
 
     def dev_dataset(self, data, config, modalities):
         """Dev as trained: windows (stream-ordered for stateful runs), or whole recordings for sliding windows."""

@@ -251,6 +251,7 @@ def evaluate_run(
     from emorec.data import read_recordings
     from emorec.dataset import open_dataset
     from emorec.metrics import evaluate_recordings
+    from emorec.outputs import check_output_dir
     from emorec.postprocess import PostprocessParams, apply_postprocessing, tune_postprocessing
     from emorec.protocol import load_protocol
 
@@ -260,6 +261,8 @@ def evaluate_run(
     run = RunDir(run_dir)
     data = open_dataset(data)
     config = load_run_config(run.path)
+    # Before any work: an unwritable --out must not cost an evaluation, nor leave a tuned chain behind.
+    check_output_dir(out_dir if out_dir is not None else run.eval_dir(partition), "the evaluation")
     names = tuple(protocol.names)
     convention = protocol.metrics.convention
     tune_partition = protocol.partitions.tune

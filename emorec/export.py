@@ -366,7 +366,7 @@ def _export_into(stage: Path, run: RunDir, config, model, keras_file, data, stre
             tf.saved_model.save(module, str(stage / ExportDir.SAVED_MODEL), signatures=signatures)
             entry = _saved_model_entry(names, shape)
         else:
-            entry = write_format(fmt, keras_model, twin, stage)
+            entry = write_format(fmt, keras_model, twin, stage, shown=stage.parent)
         info["formats"][fmt] = entry
         entry["check_max_abs_diff"] = _check(fmt, stage, info, keras_model, twin)
     atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())

@@ -139,15 +139,9 @@ def _io(function) -> dict:
 
 
 def onnx_bytes(function) -> bytes:
-    """One ``tf.function`` (with its input signature) as a serialised ONNX model.
+    """One ``tf.function`` (with its input signature) as a serialised ONNX model (needs tf2onnx)."""
+    import tf2onnx
 
-    Raises:
-        ExportError: tf2onnx or onnx is not installed.
-    """
-    try:
-        import tf2onnx
-    except ImportError:
-        raise ExportError("--format onnx needs tf2onnx and onnx: pip install 'emorec[onnx]'") from None
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                              opset=ONNX_OPSET)
     return proto.SerializeToString()
@@ -175,7 +169,21 @@ def litert_bytes(function) -> bytes:
     return converter.convert()
 
 
-def write_format(fmt: str, model, twin, folder: Path) -> dict:
+def _require_converter(fmt: str, shown: Path) -> None:
+    import importlib
+
+    # The runtime too: every converted model is run once against Keras before it is kept.
+    needed = {"onnx": {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"},
+              "litert": {"ai_edge_litert.interpreter": "ai-edge-litert"}}[fmt]
+    for module, package in needed.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ExportError(f"{shown}: --format {fmt} needs {', '.join(needed.values())} ({package} is "
+                              f"missing): pip install 'emorec[{fmt}]'") from None
+
+
+def write_format(fmt: str, model, twin, folder: Path, shown: Path | None = None) -> dict:
     """Convert ``model`` (and ``twin``) to ``fmt`` in ``folder``; returns the format's ``export.json`` entry.
 
     Args:
@@ -183,6 +191,7 @@ def write_format(fmt: str, model, twin, folder: Path) -> dict:
         model: the offline inference model.
         twin: its streaming twin, or None (no streaming file).
         folder: where the files go (names from :class:`~emorec.rundir.ExportDir`).
+        shown: the folder messages name (the export directory, when ``folder`` is a staging folder).
 
     Returns:
         ``{"offline": {"file", "inputs", "outputs"}, "streaming": {...} or None, "batch", "frames",
@@ -194,6 +203,8 @@ def write_format(fmt: str, model, twin, folder: Path) -> dict:
     from emorec.manifest import atomic_write_bytes
     from emorec.rundir import ExportDir
 
+    shown = Path(folder if shown is None else shown)
+    _require_converter(fmt, shown)
     names = {"onnx": (ExportDir.ONNX, ExportDir.ONNX_STREAMING),
              "litert": (ExportDir.LITERT, ExportDir.LITERT_STREAMING)}[fmt]
     batch = 1 if fmt == "litert" else None
@@ -205,11 +216,9 @@ def write_format(fmt: str, model, twin, folder: Path) -> dict:
             continue
         try:
             data = convert(function)
-        except ExportError:
-            raise
         except Exception as exc:  # noqa: BLE001 - converters raise anything; the model is the cause
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"{folder / file}: cannot convert model {model.name} to {fmt} ({first})") from exc
+            raise ExportError(f"{shown / file}: cannot convert model {model.name} to {fmt} ({first})") from exc
         atomic_write_bytes(folder / file, data)
         entry[part] = {"file": file, **_io(function)}
         logger.info("wrote %s (%.1f MB)", file, len(data) / 1e6)

@@ -244,7 +244,8 @@ def check_inputs(model, frames: int, batch: int = CHECK_BATCH, seed: int = 0) ->
     """Deterministic inputs for the export's check: speech-like noise, faces in [0, 1], landmarks in the crop.
 
     >>> import keras
-    >>> m = keras.Model({"audio": keras.Input((None, 640), name="audio")}, {})
+    >>> audio = keras.Input((None, 640), name="audio")
+    >>> m = keras.Model({"audio": audio}, {"emotion": keras.layers.Dense(2)(audio)})
     >>> {k: v.shape for k, v in check_inputs(m, 3).items()}
     {'audio': (2, 3, 640)}
     """

@@ -10,8 +10,8 @@ The media goes through the same frame pipeline as the dataset build
 frames with the training data's normalisation, MTCNN face track, crops of the
 exported face size, JPEG round trip as in the TFRecords), decoded a block of
 frames at a time, and each block is predicted as soon as it is decoded, so
-memory does not grow with the recording's length (only the face track and
-the predictions themselves do: 57 + 8 bytes a frame).
+memory does not grow with the recording's length (only the face track, 57
+bytes a frame, and the predictions and their table, tens of bytes a frame, do).
 
 ``--runtime`` picks the format that runs (:mod:`emorec.runtimes`):
 ``savedmodel`` (TensorFlow; the default when the export holds it), ``onnx``

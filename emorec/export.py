@@ -235,7 +235,12 @@ def _check(fmt: str, stage: Path, info: dict, model, twin) -> dict:
 
 
 def _install(stage: Path, out: ExportDir) -> None:
-    """Move the staged files into ``out``, drop what an earlier export left, write export.json last."""
+    """Move the staged files into ``out``, drop what an earlier export left, write export.json last.
+
+    The earlier export.json goes first, so that an interrupted swap leaves a
+    folder that is no export rather than one whose export.json is wrong.
+    """
+    out.info.unlink(missing_ok=True)
     for name in EXPORT_ENTRIES:
         target, staged = out.path / name, stage / name
         if staged.exists():

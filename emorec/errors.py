@@ -23,3 +23,7 @@ class ConfigError(EmorecError, ValueError):
 
 class DatasetError(EmorecError, ValueError):
     """A dataset directory that cannot be used (no manifest, another schema version, missing shards)."""
+
+
+class ExportError(ConfigError):
+    """An export directory (or one of its model files) that cannot be used, or a format that cannot be written."""

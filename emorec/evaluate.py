@@ -204,6 +204,7 @@ def evaluate_run(
     from emorec.dataset import open_dataset
     from emorec.inference import RecordingPredictor
     from emorec.metrics import evaluate_recordings
+    from emorec.outputs import check_output_dir
     from emorec.postprocess import PostprocessParams, apply_postprocessing, tune_postprocessing
     from emorec.protocol import load_protocol
 
@@ -213,6 +214,8 @@ def evaluate_run(
     run = RunDir(run_dir)
     data = open_dataset(data)
     config = load_run_config(run.path)
+    # Before any work: an unwritable --out must not cost an evaluation, nor leave a tuned chain behind.
+    check_output_dir(out_dir if out_dir is not None else run.eval_dir(partition), "the evaluation")
     names = tuple(protocol.names)
     convention = protocol.metrics.convention
     tune_partition = protocol.partitions.tune

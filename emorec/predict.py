@@ -3,53 +3,102 @@
     emorec predict export/ talk.mp4 --out talk.csv --plot talk.png
     emorec predict export/ talk.wav --out talk.csv --stream --chunk-frames 25
     emorec predict export/ talk.mp4 --out talk.csv --postprocess
+    emorec predict export/ talk.wav --out talk.csv --runtime onnx --index file-start-end
 
 The media goes through the same frame pipeline as the dataset build
 (:func:`emorec.recording.prepare_recording`: 16 kHz audio cut into 640-sample
 frames with the training data's normalisation, MTCNN face track, crops of the
-exported face size, JPEG round trip as in the TFRecords). Offline mode runs
-the exported SavedModel's ``serving_default`` on the whole recording at once;
-``--stream`` feeds ``--chunk-frames`` at a time through its ``step``
-signature, carrying the recurrent state (same numbers). ``--postprocess``
-applies the run's tuned chain (``EXPORT_DIR/postprocess.json``); a chain tuned
-on windowed predictions (the default evaluation window) is applied to
-predictions made the same way, so offline prediction then runs the training
-window's windows from a zero state, and ``--stream`` is refused. The CSV holds ``time, arousal,
-valence``, one row per 40 ms frame; ``time`` is the label time the frame's
-prediction stands for (the frame's end for label alignment ``end``).
-Unusable media (missing, no audio for an audio model, no video or no face for a
-video model) prints ``error: ...`` naming the file and exits 2.
+exported face size, JPEG round trip as in the TFRecords), decoded a block of
+frames at a time, and each block is predicted as soon as it is decoded, so
+memory does not grow with the recording's length (only the face track, 57
+bytes a frame, and the predictions and their table, tens of bytes a frame, do).
+
+``--runtime`` picks the format that runs (:mod:`emorec.runtimes`):
+``savedmodel`` (TensorFlow; the default when the export holds it), ``onnx``
+(ONNX Runtime) or ``litert`` (the LiteRT interpreter); all give the same
+numbers to float rounding.
+
+Offline mode predicts the whole recording as one sequence from a zero state.
+It runs ``--chunk-frames`` frames at a time (default 750 = 30 s) through the
+streaming graph, carrying the recurrent state from chunk to chunk, which is
+the offline model on the whole recording (the per-frame CNNs see one frame at
+a time and the LSTMs are causal) without holding every frame's activations;
+an export without a streaming form (``--no-streaming``) runs its offline
+graph on the whole recording at once instead, in memory that grows with the
+length. ``--stream`` is the same computation, named for clients that want the
+streaming graph explicitly. ``--window train`` predicts the way ``emorec evaluate``'s default
+evaluation window scores a run: in the training window from a zero state,
+consecutive windows (``data.target: all``, the e2e models) or, for a run
+scored on each window's last frame (``data.target: last``, ``ae_lstm``), the
+window ending at every frame (shorter at the start), kept on its last frame.
+``--postprocess`` applies the run's tuned chain
+(``EXPORT_DIR/postprocess.json``) to predictions made the way it was tuned
+(the inference recorded in it), so with a chain tuned on windows prediction
+runs those windows, a block at a time; ``--stream`` is then refused, as
+streaming carries the state across windows.
+
+Output: ``--index time`` (default) writes ``time, arousal, valence``, one row
+per 40 ms frame, ``time`` being the label time the frame's prediction stands
+for (the frame's end for label alignment ``end``). ``--index file-start-end``
+writes ``file, start, end, arousal, valence`` in the segmented-index
+convention of audEERING's audinterface / audformat tables: ``file`` is the
+media path as given, ``start``/``end`` the frame's span ``[0.04 i, 0.04 (i +
+1))`` in seconds (``pd.to_timedelta(df.start, unit="s")`` gives audformat's
+index). Unusable media (missing, no audio for an audio model, no video or no
+face for a video model), an unusable export or an unwritable ``--out`` prints
+``error: ...`` naming the file and exits 2, before any output is written.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from emorec.errors import ConfigError, MediaError
-from emorec.export import STATES
+from emorec.errors import ConfigError, ExportError, MediaError
 from emorec.rundir import ExportDir
-from emorec.schema import DEFAULT_FACE_SIZE
+from emorec.schema import DEFAULT_FACE_SIZE, FRAME_PERIOD
 from emorec.streaming import DEFAULT_CHUNK_FRAMES
+
+logger = logging.getLogger(__name__)
+
+INDEX_CHOICES = ("time", "file-start-end")
 
 
 def read_export_info(export_dir) -> dict:
-    """``EXPORT_DIR/export.json``; ConfigError naming it if absent or unreadable."""
+    """``EXPORT_DIR/export.json``; ExportError naming it if absent or unreadable."""
     path = ExportDir(export_dir).info
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; EXPORT_DIR must be written by `emorec export`") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+        raise ExportError(f"{path}: not found; EXPORT_DIR must be written by `emorec export`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: cannot read it: {exc}") from None
+    missing = [k for k in ("inputs", "modalities", "audio_norm", "label_alignment") if k not in info]
+    if not isinstance(info, dict) or missing:
+        raise ExportError(f"{path}: not an emorec export description (missing {missing or 'everything'})")
+    return info
 
 
-def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> dict:
-    """Per-frame model inputs of one media file: ``audio (N, 640)``, ``video (N, S, S, 3)`` in [0, 1], ``landmarks``."""
-    import tensorflow as tf
+def open_media(media, info: dict, cache_dir=None, progress: bool = False):
+    """Check a media file against the export and prepare its frames (the face track is made here).
 
+    Args:
+        media: the wav or video file.
+        info: the export's ``export.json``.
+        cache_dir: the face-track cache.
+        progress: show progress bars.
+
+    Returns:
+        The :class:`~emorec.recording.PreparedRecording`, ready to stream its frames.
+
+    Raises:
+        MediaError: a missing file, a missing stream the model needs, no face at all for a video model.
+    """
     from emorec.media.video import probe_media
     from emorec.recording import BuildOptions, RecordingSource, prepare_recording
 
@@ -74,84 +123,211 @@ def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> d
         audio_norm=info["audio_norm"], label_alignment=info["label_alignment"],
     )
     prepared = prepare_recording(source, options, cache_dir=cache_dir, progress=progress)
-    arrays = {}
-    if "audio" in needs:
-        arrays["audio"] = np.asarray(prepared.audio, np.float32)
-    if "video" in modalities:
-        if not np.any(np.asarray(prepared.faces.found)):
-            raise MediaError(f"{media}: no face detected in any frame; model {info['model']} needs a face")
-        faces, landmarks = [], []
-        for frame in prepared.frames(progress=progress):
-            # Decoded by TensorFlow, as the training data's JPEGs were.
-            faces.append(tf.io.decode_jpeg(frame.face, channels=3).numpy())
-            landmarks.append(frame.landmarks)
-        if "video" in needs:
-            arrays["video"] = np.stack(faces).astype(np.float32) / 255.0
-        if "landmarks" in needs:
-            arrays["landmarks"] = np.stack(landmarks).astype(np.float32)
-    return arrays
+    if prepared.faces is not None and not np.any(np.asarray(prepared.faces.found)):
+        raise MediaError(f"{media}: no face detected in any frame; model {info['model']} needs a face")
+    return prepared
 
 
-def _load(export_dir):
-    import tensorflow as tf
+def frame_blocks(prepared, inputs, block_frames: int, progress: bool = False) -> Iterator[dict]:
+    """The recording's model inputs, ``block_frames`` frames at a time (the last block may be shorter).
 
-    path = ExportDir(export_dir).saved_model
-    if not path.is_dir():
-        raise ConfigError(f"{path}: no SavedModel in this export directory")
-    return tf.saved_model.load(str(path))
+    Args:
+        prepared: from :func:`open_media`.
+        inputs: the model's input names (``audio``, ``video``, ``landmarks``).
+        block_frames: frames per block.
+        progress: show a progress bar over the frames.
 
-
-def _stack(out) -> np.ndarray:
-    return np.stack([out["arousal"].numpy(), out["valence"].numpy()], axis=-1)
-
-
-def run_offline(export_dir, inputs: dict, window_frames: int | None = None) -> np.ndarray:
-    """The ``serving_default`` signature on ``{name: (B, T, ...)}``; returns ``(B, T, 2)``.
-
-    ``window_frames`` cuts the sequences into consecutive windows of that many
-    frames, each from a zero state (the way the default evaluation and the
-    post-processing tuned on it see a recording); None runs them whole.
+    Yields:
+        ``{"audio": (n, 640), "video": (n, S, S, 3) float32 in [0, 1], "landmarks": (n, 5, 2)}``
+        (the names in ``inputs``).
     """
     import tensorflow as tf
 
-    serve = _load(export_dir).signatures["serving_default"]
-    first = next(iter(inputs.values()))
-    batch, total = first.shape[0], first.shape[1]
-    if window_frames is None:
-        return _stack(serve(**{k: tf.constant(v, tf.float32) for k, v in inputs.items()}))
-    count = -(-total // window_frames)
-    windows = {}
-    for k, v in inputs.items():
-        # Zero padding after the end cannot change earlier outputs: every part is causal per frame.
-        padded = np.zeros((batch, count * window_frames, *v.shape[2:]), np.float32)
-        padded[:, :total] = v
-        windows[k] = tf.constant(padded.reshape(batch * count, window_frames, *v.shape[2:]))
-    out = _stack(serve(**windows))
-    return out.reshape(batch, count * window_frames, -1)[:, :total]
+    inputs = set(inputs)
+    block: dict[str, list] = {name: [] for name in inputs}
+    count = 0
+
+    def flush():
+        out = {name: np.stack(values).astype(np.float32) for name, values in block.items()}
+        if "video" in out:
+            out["video"] /= 255.0
+        for values in block.values():
+            values.clear()
+        return out
+
+    for frame in prepared.frames(progress=progress):
+        if "audio" in inputs:
+            block["audio"].append(frame.audio)
+        if "video" in inputs:
+            # Decoded by TensorFlow, as the training data's JPEGs were.
+            block["video"].append(tf.io.decode_jpeg(frame.face, channels=3).numpy())
+        if "landmarks" in inputs:
+            block["landmarks"].append(frame.landmarks)
+        count += 1
+        if count == block_frames:
+            yield flush()
+            count = 0
+    if count:
+        yield flush()
 
 
-def run_streaming(export_dir, inputs: dict, chunk_frames: int = DEFAULT_CHUNK_FRAMES, states=None):
-    """The ``step`` signature chunk by chunk with the state carried; returns ``((B, T, 2), final states)``."""
-    import tensorflow as tf
+def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> dict:
+    """Every frame's model inputs of one media file at once (holds the whole recording; for short clips).
 
-    if chunk_frames < 1:
-        raise ConfigError(f"--chunk-frames must be a positive integer, got {chunk_frames}")
-    loaded = _load(export_dir)
-    if "step" not in loaded.signatures:
-        raise ConfigError(f"{ExportDir(export_dir).saved_model}: no streaming signature in this export "
-                          "(exported with --no-streaming, or the model has no recurrent state)")
-    step = loaded.signatures["step"]
-    first = next(iter(inputs.values()))
-    batch, total = first.shape[0], first.shape[1]
-    if states is None:
-        states = loaded.signatures["initial_state"](batch_size=tf.constant(batch, tf.int32))[STATES]
+    Returns:
+        ``{"audio": (N, 640), "video": (N, S, S, 3) in [0, 1], "landmarks": (N, 5, 2)}`` (the
+        export's inputs).
+    """
+    prepared = open_media(media, info, cache_dir=cache_dir, progress=progress)
+    blocks = list(frame_blocks(prepared, info["inputs"], max(prepared.num_frames, 1), progress=progress))
+    return blocks[0]
+
+
+def predict_chunked(runtime, blocks) -> np.ndarray:
+    """One sequence from a zero state, a block at a time through ``runtime.step``; returns ``(N, 2)``.
+
+    Equal to ``runtime.offline`` on the whole sequence: the state carried from
+    block to block is the state the whole-sequence run reaches there.
+    """
+    states = runtime.initial_state(1)
     parts = []
-    for start in range(0, total, chunk_frames):
-        chunk = {k: tf.constant(v[:, start:start + chunk_frames], tf.float32) for k, v in inputs.items()}
-        out = step(**chunk, states=states)
-        states = out[STATES]
-        parts.append(_stack(out))
-    return np.concatenate(parts, axis=1), states.numpy()
+    for block in blocks:
+        out, states = runtime.step({k: v[None] for k, v in block.items()}, states)
+        parts.append(out[0])
+    return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
+
+def predict_windows(runtime, blocks, window_frames: int) -> np.ndarray:
+    """Consecutive windows of ``window_frames`` frames, each from a zero state; returns ``(N, 2)``.
+
+    Every block but the last must hold whole windows; the last window is
+    zero-padded after the recording's end, which cannot change the frames
+    before (every part of the model is causal per frame), and the padding's
+    predictions are dropped.
+    """
+    parts = []
+    for block in blocks:
+        total = len(next(iter(block.values())))
+        count = -(-total // window_frames)
+        windows = {}
+        for k, v in block.items():
+            padded = np.zeros((count * window_frames, *v.shape[1:]), np.float32)
+            padded[:total] = v
+            windows[k] = padded.reshape(count, window_frames, *v.shape[1:])
+        parts.append(runtime.offline(windows).reshape(count * window_frames, -1)[:total])
+    return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
+
+def predict_sliding(runtime, blocks, window_frames: int, batch_rows: int = 64) -> np.ndarray:
+    """For every frame, the window of ``window_frames`` frames ending at it, from a zero state,
+    kept on its last frame; returns ``(N, 2)``.
+
+    The first ``window_frames - 1`` frames have fewer predecessors: they are
+    one shorter sequence from the recording's start, whose output at frame t
+    is the window ``[0, t]``'s last (every part of the model is causal per
+    frame). The last ``window_frames - 1`` frames of each block are carried
+    into the next, so the windows do not depend on the block size. This is
+    :class:`emorec.inference.RecordingPredictor`'s ``sliding`` mode, a block at
+    a time.
+
+    Args:
+        runtime: an opened :class:`~emorec.runtimes.Runtime`.
+        blocks: per-block input dicts from :func:`frame_blocks`.
+        window_frames: the window (frames).
+        batch_rows: windows per runtime call.
+
+    Returns:
+        ``(N, 2)`` float32 predictions, one per frame.
+    """
+    w = int(window_frames)
+    parts, context, seen = [], None, 0
+    for block in blocks:
+        n = len(next(iter(block.values())))
+        joined = block if context is None else {k: np.concatenate([context[k], v]) for k, v in block.items()}
+        lead = len(joined[next(iter(joined))]) - n  # carried frames before this block's first
+        out = np.zeros((n, 2), np.float32)
+        head = max(0, min(w - 1 - seen, n))  # this block's frames that lack a full window
+        if head:
+            # lead < w - 1 here, so ``joined`` still starts at the recording's first frame.
+            short = {k: v[:lead + head][None] for k, v in joined.items()}
+            out[:head] = runtime.offline(short)[0, lead:]
+        ends = np.arange(lead + head, lead + n)
+        for i in range(0, len(ends), batch_rows):
+            chosen = ends[i:i + batch_rows]
+            index = chosen[:, None] - w + 1 + np.arange(w)[None, :]
+            rows = {k: v[index] for k, v in joined.items()}
+            out[chosen - lead] = runtime.offline(rows)[:, -1]
+        parts.append(out)
+        seen += n
+        context = {k: v[-(w - 1):] for k, v in joined.items()} if w > 1 else None
+    return np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+
+
+def predict_whole(runtime, blocks) -> np.ndarray:
+    """All blocks joined into one sequence through ``runtime.offline`` (memory grows with the length)."""
+    blocks = list(blocks)
+    if not blocks:
+        return np.zeros((0, 2), np.float32)
+    whole = {k: np.concatenate([b[k] for b in blocks])[None] for k in blocks[0]}
+    return runtime.offline(whole)[0]
+
+
+WINDOW_CHOICES = ("whole", "train")
+
+
+def _postprocess_params(export: ExportDir):
+    """The export's tuned chain and the inference its dev predictions were made with (or None)."""
+    from emorec.postprocess import PostprocessParams
+
+    if not export.postprocess.is_file():
+        raise ConfigError(f"{export.postprocess}: this export has no tuned post-processing (run emorec "
+                          "evaluate --postprocess tune on dev before exporting)")
+    params = PostprocessParams.load(export.postprocess)
+    inference = params.inference or {}
+    if inference.get("frames") is None:
+        return params, None
+    return params, {"mode": inference.get("mode", "window"), "frames": int(inference["frames"])}
+
+
+def _training_inference(info: dict, path) -> dict:
+    """``export.json``'s training inference: the run's window and whether it slides."""
+    inference = info.get("training_inference")
+    if inference is None:
+        window = info.get("training_window_frames")
+        if not window:
+            raise ExportError(f"{path}: the export does not say its training window; export it again")
+        # Exports written before training_inference was recorded: consecutive windows.
+        inference = {"mode": "window", "frames": int(window)}
+    return {"mode": inference["mode"], "frames": int(inference["frames"])}
+
+
+def _choose_inference(export: ExportDir, info: dict, window: str | None, stream: bool, postprocess: bool):
+    """The windowed inference to run (``{"mode", "frames"}``) or None for whole-recording runs."""
+    if window not in (None, *WINDOW_CHOICES):
+        raise ConfigError(f"--window must be one of {', '.join(WINDOW_CHOICES)}, got {window!r}")
+    params, tuned = _postprocess_params(export) if postprocess else (None, None)
+    wanted = _training_inference(info, export.info) if window == "train" else None
+    if postprocess and window is not None and (wanted or None) != (tuned or None):
+        raise ConfigError(
+            f"{export.postprocess}: the post-processing was tuned on "
+            f"{_describe(tuned)}, not on {_describe(wanted)}; leave out --window (predict the way it was tuned) "
+            "or re-tune with the matching emorec evaluate --eval-window and export again")
+    chosen = tuned if postprocess else wanted
+    if chosen is not None and stream:
+        where = export.postprocess if postprocess else export.info
+        raise ConfigError(
+            f"{where}: {_describe(chosen)} each start from a zero state, which streaming (the state "
+            "carried across the recording) cannot reproduce; predict without --stream"
+            + (", or re-tune on whole recordings (emorec evaluate RUN --partition dev --postprocess tune "
+               "--eval-window whole) and export again" if postprocess else ""))
+    return params, chosen
+
+
+def _describe(inference: dict | None) -> str:
+    if inference is None:
+        return "whole recordings"
+    kind = "sliding windows" if inference["mode"] == "sliding" else "consecutive windows"
+    return f"{kind} of {inference['frames']} frames"
 
 
 def predict_media(
@@ -160,67 +336,112 @@ def predict_media(
     *,
     stream: bool = False,
     chunk_frames: int | None = None,
+    window: str | None = None,
     postprocess: bool = False,
+    runtime: str | None = None,
     cache_dir=None,
     progress: bool = False,
 ) -> dict:
-    """Predict a wav/mp4.
+    """Predict a wav/mp4, a block of frames at a time.
 
     Args:
         export_dir: a directory written by ``emorec export``.
         media: the wav or video file.
-        stream: run chunk by chunk through the ``step`` signature.
-        chunk_frames: frames per chunk with ``stream`` (default 750).
+        stream: say that the streaming graph must be used (refuses a chain tuned on windows).
+        chunk_frames: frames per call of the model (default 750); the predictions do not depend on it.
+        window: ``whole`` (default) or ``train`` (the training window, as ``emorec evaluate`` scores).
         postprocess: apply the export's tuned chain, predicting the way it was tuned.
+        runtime: ``savedmodel``, ``onnx`` or ``litert`` (default: savedmodel when exported).
         cache_dir: the face-track cache.
         progress: show progress bars.
 
     Returns:
-        ``{"times" (N,), "predictions" (N, 2), "raw" (N, 2), "info", "mode"}``; ``predictions`` are
-        post-processed when ``postprocess`` (``raw`` never is); ``mode`` says how it was predicted.
+        ``{"times" (N,), "predictions" (N, 2), "raw" (N, 2), "info", "mode", "runtime"}``;
+        ``predictions`` are post-processed when ``postprocess`` (``raw`` never is); ``mode`` says how
+        it was predicted.
 
     Raises:
-        MediaError: unusable media; ConfigError: an unusable export or a post-processing chain tuned
-            on windowed predictions with ``stream``.
+        MediaError: unusable media; ExportError: an unusable export or runtime; ConfigError:
+            windowed prediction with ``stream``, or a ``window`` other than the chain was tuned on.
     """
     from emorec.evaluate import frame_times
+    from emorec.runtimes import open_runtime
 
     chunk_frames = DEFAULT_CHUNK_FRAMES if chunk_frames is None else int(chunk_frames)
     if chunk_frames < 1:
         raise ConfigError(f"--chunk-frames must be a positive integer, got {chunk_frames}")
     export = ExportDir(export_dir)
     info = read_export_info(export.path)
-    params, window = None, None
-    if postprocess:
-        from emorec.postprocess import PostprocessParams
-
-        if not export.postprocess.is_file():
-            raise ConfigError(f"{export.postprocess}: this export has no tuned post-processing (run emorec "
-                              "evaluate --postprocess tune on dev before exporting)")
-        params = PostprocessParams.load(export.postprocess)
-        window = (params.inference or {}).get("frames")
-        if window is not None and stream:
-            raise ConfigError(
-                f"{export.postprocess}: the post-processing was tuned on predictions of {window}-frame "
-                "windows from a zero state, which streaming cannot reproduce; predict without --stream, "
-                "or re-tune on whole recordings (emorec evaluate RUN --partition dev --postprocess tune "
-                "--eval-window whole) and export again"
-            )
-    arrays = media_frames(media, info, cache_dir=cache_dir, progress=progress)
-    inputs = {k: v[None] for k, v in arrays.items()}
-    if stream:
-        raw = run_streaming(export.path, inputs, chunk_frames)[0][0]
-        mode = "streaming"
+    params, inference = _choose_inference(export, info, window, stream, postprocess)
+    model = open_runtime(export.path, info, runtime)
+    if stream and not model.streaming:
+        raise ExportError(f"{export.info}: this export has no streaming form (exported with --no-streaming, "
+                          "or the model has no recurrent state); predict without --stream")
+    prepared = open_media(media, info, cache_dir=cache_dir, progress=progress)
+    if inference is not None:
+        frames = inference["frames"]
+        blocks = frame_blocks(prepared, info["inputs"], frames * max(1, chunk_frames // frames), progress)
+        if inference["mode"] == "sliding":
+            raw = predict_sliding(model, blocks, frames)
+        else:
+            raw = predict_windows(model, blocks, frames)
+        mode = _describe(inference)
+    elif model.streaming:
+        raw = predict_chunked(model, frame_blocks(prepared, info["inputs"], chunk_frames, progress))
+        mode = "streaming" if stream else "whole"
     else:
-        raw = run_offline(export.path, inputs, window)[0]
-        mode = "whole" if window is None else f"windows of {window} frames"
+        logger.warning("%s: no streaming form in this export, so the whole recording goes through the "
+                       "model at once (memory grows with its length)", export.path)
+        raw = predict_whole(model, frame_blocks(prepared, info["inputs"], chunk_frames, progress))
+        mode = "whole"
     preds = raw
     if params is not None:
         from emorec.postprocess import apply_postprocessing
 
         preds = apply_postprocessing(params, {"media": raw})["media"]
     return {"times": frame_times(len(raw), info["label_alignment"]), "predictions": preds,
-            "raw": raw, "info": info, "mode": mode}
+            "raw": raw, "info": info, "mode": mode, "runtime": model.name}
+
+
+def frame_spans(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (seconds) of each 40 ms frame: ``[0.04 i, 0.04 (i + 1))``, rounded to the microsecond.
+
+    >>> [s.tolist() for s in frame_spans(3)]
+    [[0.0, 0.04, 0.08], [0.04, 0.08, 0.12]]
+    """
+    edges = np.round(np.arange(num_frames + 1) * FRAME_PERIOD, 6)
+    return edges[:-1], edges[1:]
+
+
+def prediction_table(result: dict, media, index: str = "time"):
+    """The predictions as a DataFrame: ``time, arousal, valence`` or ``file, start, end, arousal, valence``.
+
+    Args:
+        result: from :func:`predict_media`.
+        media: the media path as the user gave it (the ``file`` column).
+        index: ``time`` or ``file-start-end``.
+
+    Returns:
+        A ``pandas.DataFrame`` (columns as above, one row per frame).
+    """
+    import pandas as pd
+
+    preds = np.asarray(result["predictions"])
+    if index == "time":
+        columns = {"time": np.round(np.asarray(result["times"], np.float64), 6)}
+    elif index == "file-start-end":
+        start, end = frame_spans(len(preds))
+        columns = {"file": [str(media)] * len(preds), "start": start, "end": end}
+    else:
+        raise ConfigError(f"--index must be one of {', '.join(INDEX_CHOICES)}, got {index!r}")
+    return pd.DataFrame({**columns, "arousal": preds[:, 0], "valence": preds[:, 1]})
+
+
+def table_csv_bytes(table) -> bytes:
+    """A prediction table as CSV bytes (floats to 8 significant digits)."""
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.8g")
+    return buffer.getvalue().encode()
 
 
 if __name__ == "__main__":

@@ -18,8 +18,11 @@ from emorec.schema import FRAME_PERIOD, FRAME_SAMPLES
 UNITS = 8
 
 
-def make_run(root, model_config: dict, modalities=("audio",), seed=0):
-    """A run directory as the training engine lays it out (config.yaml + best.keras), from an untrained model."""
+def make_run(root, model_config: dict, modalities=("audio",), seed=0, data=None):
+    """A run directory as the training engine lays it out (config.yaml + best.keras), from an untrained model.
+
+    ``data`` adds settings to the run's ``data`` section (e.g. ``{"target": "last"}``).
+    """
     import keras
 
     from emorec.config import resolve_config
@@ -28,7 +31,7 @@ def make_run(root, model_config: dict, modalities=("audio",), seed=0):
     data_dir, _ = make_dataset_dir(root, recordings={"dev": 1}, frames=12, window_frames=6,
                                    modalities=modalities, seed=seed)
     config = resolve_config({"model": model_config,
-                             "data": {"window": 6 * FRAME_PERIOD, "modalities": list(modalities)}})
+                             "data": {"window": 6 * FRAME_PERIOD, "modalities": list(modalities), **(data or {})}})
     run_dir = root / "run"
     config.save(run_dir, {"data_dir": str(data_dir)})
     keras.utils.set_random_seed(seed)

@@ -1,25 +1,44 @@
-"""``emorec export RUN OUT``: a training run's best model as a SavedModel for serving (see :mod:`emorec.export`)."""
+"""``emorec export RUN OUT [--format savedmodel onnx litert]``: a training run's best model for serving.
+
+    emorec export runs/av exports/av                                   # SavedModel
+    emorec export runs/av exports/av --format savedmodel onnx litert   # all three
+
+See :mod:`emorec.export` for the layout and :mod:`emorec.export_formats` for the
+ONNX and LiteRT conversions.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DESCRIPTION = "Export a training run's best model (SavedModel with offline and streaming signatures)."
+DESCRIPTION = "Export a training run's best model (SavedModel, ONNX, LiteRT; offline and streaming)."
+FORMAT_CHOICES = ("savedmodel", "onnx", "litert")  # emorec.export_formats.FORMATS, without importing it
 
 
 def add_arguments(parser) -> None:
     """The ``export`` options."""
     parser.add_argument("run_dir", type=Path, help="training run directory (best.keras, config.yaml)")
     parser.add_argument("out_dir", type=Path, help="export directory to write")
-    parser.add_argument("--no-streaming", action="store_true", help="skip the streaming SavedModel")
+    parser.add_argument("--format", dest="formats", nargs="+", choices=FORMAT_CHOICES, default=["savedmodel"],
+                        metavar="FORMAT",
+                        help="one or more of savedmodel (default), onnx (needs emorec[onnx]), "
+                             "litert (needs emorec[litert])")
+    parser.add_argument("--no-streaming", action="store_true", help="skip the streaming forms")
 
 
 def run(args) -> int:
     """Export and say what was written."""
     from emorec.export import export_run
 
-    info = export_run(args.run_dir, args.out_dir, streaming=not args.no_streaming)
+    info = export_run(args.run_dir, args.out_dir, streaming=not args.no_streaming, formats=args.formats)
     stream = info["streaming"]
     print(f"exported {info['model']} ({', '.join(info['inputs'])}) to {args.out_dir}"
           + (f"; streaming state {stream['state_shape']}" if stream else "; no streaming form"))
+    for name, entry in info["formats"].items():
+        diff = entry["check_max_abs_diff"]
+        files = [entry["folder"]] if "folder" in entry else [
+            part["file"] for part in (entry["offline"], entry["streaming"]) if part]
+        streamed = "" if diff["streaming"] is None else f", streaming {diff['streaming']:.1e}"
+        print(f"  {name}: {', '.join(files)} (max abs difference from Keras: offline {diff['offline']:.1e}"
+              f"{streamed})")
     return 0

@@ -3,6 +3,8 @@
     emorec predict export/ talk.mp4 --out talk.csv --plot talk.png
     emorec predict export/ talk.wav --out talk.csv --stream --chunk-frames 25
     emorec predict export/ talk.mp4 --out talk.csv --postprocess
+    emorec predict export/ talk.mp4 --out talk.csv --window train
+    emorec predict export/ talk.wav --out talk.csv --runtime litert --index file-start-end
 
 See :mod:`emorec.predict` for the frame pipeline and the output format.
 """
@@ -12,37 +14,61 @@ from __future__ import annotations
 from pathlib import Path
 
 DESCRIPTION = "Predict arousal and valence every 40 ms of a new wav or mp4 with an exported model."
+RUNTIME_CHOICES = ("savedmodel", "onnx", "litert")  # emorec.runtimes.RUNTIMES, without importing it
+INDEX_CHOICES = ("time", "file-start-end")  # emorec.predict.INDEX_CHOICES
+WINDOW_CHOICES = ("whole", "train")  # emorec.predict.WINDOW_CHOICES
 
 
 def add_arguments(parser) -> None:
     """The ``predict`` options."""
     parser.add_argument("export_dir", type=Path, help="directory written by emorec export")
     parser.add_argument("media", type=Path, help="a wav (audio models) or mp4 file")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write (time, arousal, valence)")
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write (see --index)")
+    parser.add_argument("--index", choices=INDEX_CHOICES, default="time",
+                        help="time: columns time,arousal,valence (default); file-start-end: "
+                             "file,start,end,arousal,valence (seconds; audinterface/audformat convention)")
     parser.add_argument("--plot", type=Path, default=None, help="also write a PNG of the predictions")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+                        help="format to run: savedmodel (TensorFlow; default when exported), onnx "
+                             "(onnxruntime), litert (LiteRT interpreter)")
     parser.add_argument("--stream", action="store_true", help="run chunk by chunk through the streaming model")
     parser.add_argument("--chunk-frames", type=int, default=None,
-                        help="frames per chunk with --stream (default 750 = 30 s)")
-    parser.add_argument("--postprocess", action="store_true", help="apply the export's tuned AVEC chain")
+                        help="frames per model call, state carried over (default 750 = 30 s); "
+                             "the predictions do not depend on it")
+    parser.add_argument("--window", choices=WINDOW_CHOICES, default=None,
+                        help="whole: the recording as one sequence (default); train: the training "
+                             "window from a zero state, as emorec evaluate scores (sliding and scored on "
+                             "the last frame for ae_lstm)")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="apply the export's tuned AVEC chain, predicting the way it was tuned")
     parser.add_argument("--cache-dir", type=Path, default=None, help="face-track cache directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    """Predict, write the CSV (and the plot) and say how many frames."""
+    """Check the outputs can be written, predict, write the CSV (and the plot), say how many frames."""
     from emorec.commands.build import progress
-    from emorec.evaluate import write_predictions_csv
-    from emorec.predict import predict_media
+    from emorec.outputs import check_output_file, write_output_file
+    from emorec.predict import predict_media, prediction_table, table_csv_bytes
 
+    check_output_file(args.out, "the predictions")
+    if args.plot is not None:
+        check_output_file(args.plot, "the plot")
     result = predict_media(
         args.export_dir, args.media, stream=args.stream, chunk_frames=args.chunk_frames,
-        postprocess=args.postprocess, cache_dir=args.cache_dir, progress=progress(args),
+        window=args.window, postprocess=args.postprocess, runtime=args.runtime, cache_dir=args.cache_dir, progress=progress(args),
     )
-    write_predictions_csv(args.out, result["times"], result["predictions"], with_gold=False)
+    table = prediction_table(result, args.media, args.index)
+    write_output_file(args.out, table_csv_bytes(table), "the predictions")
     if args.plot is not None:
         from emorec.plots import plot_recording
 
-        plot_recording(args.plot, result["times"], result["predictions"],
-                       title=f"{args.media.name} ({result['info']['model']})")
-    print(f"{len(result['times'])} frames of {args.media} -> {args.out}")
+        try:
+            plot_recording(args.plot, result["times"], result["predictions"],
+                           title=f"{args.media.name} ({result['info']['model']})")
+        except OSError as exc:
+            from emorec.errors import ConfigError
+
+            raise ConfigError(f"{args.plot}: cannot write the plot ({exc.strerror or exc})") from None
+    print(f"{len(result['times'])} frames of {args.media} -> {args.out} ({result['runtime']}, {result['mode']})")
     return 0

@@ -96,7 +96,16 @@ def _version() -> str:
 
 
 def verbosity(args) -> int:
-    """``VERBOSE``, ``QUIET`` or ``NORMAL`` from parsed ``-v`` / ``-q``."""
+    """``VERBOSE``, ``QUIET`` or ``NORMAL`` from parsed ``-v`` / ``-q``.
+
+    Args:
+        args: the :class:`argparse.Namespace` of a parser built by :func:`build_parser`
+            (a namespace without ``verbose`` / ``quiet`` counts as neither).
+
+    Returns:
+        :data:`~emorec.console.VERBOSE` for ``-v``, :data:`~emorec.console.QUIET` for ``-q``,
+        else :data:`~emorec.console.NORMAL`.
+    """
     if getattr(args, "verbose", False):
         return VERBOSE
     if getattr(args, "quiet", False):
@@ -130,7 +139,15 @@ def main(argv: Sequence[str] | None = None, *, command: str | None = None, prog:
 
 
 def module_main(command: str, prog: str) -> None:
-    """``python -m`` entry: run ``command`` on ``sys.argv[1:]`` and exit with its status."""
+    """``python -m`` entry: run ``command`` on ``sys.argv[1:]`` and exit with its status.
+
+    Args:
+        command: a key of :data:`COMMANDS`, run with the command line as its own arguments.
+        prog: the program name shown in usage lines (e.g. ``python -m emorec.train``).
+
+    Raises:
+        SystemExit: always, carrying the exit status of :func:`main`.
+    """
     sys.exit(main(command=command, prog=prog))
 
 

@@ -97,7 +97,16 @@ def _split(emotion) -> dict:
 
 
 def inference_model(model):
-    """The part of ``model`` that computes ``emotion`` (shares its layers; decoders left out)."""
+    """The part of ``model`` that computes ``emotion`` (shares its layers; decoders left out).
+
+    Args:
+        model: a Keras model with an ``emotion`` output (a dict output, possibly with
+            reconstruction outputs beside it).
+
+    Returns:
+        ``model`` itself when ``emotion`` is its only output (or its output is not a dict),
+        else a new functional model over the same input with the ``emotion`` output alone.
+    """
     import keras
 
     outputs = model.output if isinstance(model.output, dict) else None
@@ -158,7 +167,15 @@ def serving_module(model, streaming: bool = True):
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """``target`` as a hard link to ``source`` (no bytes written), or a copy where links are impossible."""
+    """``target`` as a hard link to ``source``, or a copy where links are impossible.
+
+    The link is made under a temporary name and renamed over ``target``; the copy is
+    written atomically, so ``target`` is never seen half-written.
+
+    Args:
+        source: the existing file.
+        target: the path to create or replace (same folder rules as :func:`os.link`).
+    """
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -193,6 +210,16 @@ EXPORT_ENTRIES = (
 
 def check_formats(formats) -> tuple[str, ...]:
     """The requested formats, deduplicated in the canonical order; ExportError for an unknown one.
+
+    Args:
+        formats: names from :data:`emorec.export_formats.FORMATS`, in any order, repeats
+            allowed; None means the default (``savedmodel`` alone).
+
+    Returns:
+        The formats in the order of :data:`~emorec.export_formats.FORMATS`, each once.
+
+    Raises:
+        ExportError: an unknown name, or an empty list.
 
     >>> check_formats(["litert", "savedmodel", "litert"])
     ('savedmodel', 'litert')

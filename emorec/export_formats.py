@@ -139,7 +139,16 @@ def _io(function) -> dict:
 
 
 def onnx_bytes(function) -> bytes:
-    """One ``tf.function`` (with its input signature) as a serialised ONNX model (needs tf2onnx)."""
+    """One ``tf.function`` (with its input signature) as a serialised ONNX model (needs tf2onnx).
+
+    Args:
+        function: a ``tf.function`` with an ``input_signature``, as made by
+            :func:`graph_functions`.
+
+    Returns:
+        The ONNX ``ModelProto`` bytes (opset :data:`ONNX_OPSET`); inputs and outputs keep the
+        signature's names.
+    """
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
@@ -152,6 +161,13 @@ def litert_bytes(function) -> bytes:
 
     The frozen function loses its output names, so it is wrapped again in a
     function returning the same dict (the signature keeps the names).
+
+    Args:
+        function: a ``tf.function`` with a fully known batch dimension in its
+            ``input_signature`` (:func:`graph_functions` with ``batch=1``).
+
+    Returns:
+        The ``.tflite`` flatbuffer bytes, TFLite built-in ops only.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -241,7 +257,17 @@ def _versions(fmt: str) -> dict:
 
 
 def check_inputs(model, frames: int, batch: int = CHECK_BATCH, seed: int = 0) -> dict:
-    """Deterministic inputs for the export's check: speech-like noise, faces in [0, 1], landmarks in the crop.
+    """Deterministic inputs for the export's check: noise, faces in [0, 1], landmarks in the crop.
+
+    Args:
+        model: the Keras model whose inputs to fill (names and per-frame shapes are read from it).
+        frames: number of frames per stream.
+        batch: number of streams.
+        seed: seed of the numpy generator (same seed, same arrays).
+
+    Returns:
+        ``{input name: (batch, frames, *shape) float32}``: ``video`` uniform in ``[0, 1]``,
+        ``landmarks`` uniform in ``[0, 32]`` pixels, anything else normal with std 0.3.
 
     >>> import keras
     >>> audio = keras.Input((None, 640), name="audio")
@@ -262,14 +288,21 @@ def check_inputs(model, frames: int, batch: int = CHECK_BATCH, seed: int = 0) ->
 
 
 def check_runtime(runtime, model, twin) -> dict:
-    """Max abs difference between ``runtime`` and Keras, offline and streaming, on :func:`check_inputs`.
+    """Max abs difference between ``runtime`` and Keras, offline and streaming.
 
-    The streaming graph is compared with the Keras twin fed the same chunks
-    (so a model whose chunks are not independent, ``audio_variant: paper``,
-    is still checked exactly).
+    The inputs are :func:`check_inputs`. The streaming graph is compared with the
+    Keras twin fed the same chunks (so a model whose chunks are not independent,
+    ``audio_variant: paper``, is still checked exactly).
+
+    Args:
+        runtime: a loaded :class:`~emorec.runtimes.Runtime` of the exported files
+            (its ``offline``, ``streaming``, ``initial_state`` and ``step``).
+        model: the offline Keras inference model the files were made from.
+        twin: the model's streaming twin, or None (no streaming check).
 
     Returns:
-        ``{"offline": float, "streaming": float or None}``.
+        ``{"offline": float, "streaming": float or None}``; the streaming figure covers the
+        predictions and the carried states over the chunks :data:`CHECK_FRAMES`.
     """
     inputs = check_inputs(model, sum(CHECK_FRAMES))
     want = np.asarray(model(inputs, training=False)["emotion"])

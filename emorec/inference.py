@@ -33,8 +33,21 @@ def _as_input(name: str, value: np.ndarray) -> np.ndarray:
 def model_inputs(arrays: dict, names) -> dict:
     """Per-recording arrays → model inputs with a batch axis of 1; faces uint8 → float32 in [0, 1].
 
+    Args:
+        arrays: ``{name: (T, ...) array}`` of one recording (e.g. ``audio``, ``video`` as
+            uint8 or float faces, ``landmarks``); names the model does not read are ignored.
+        names: the model's input names, in order.
+
+    Returns:
+        ``{name: (1, T, ...) float32}`` for each name.
+
     Raises:
         ConfigError: the recording lacks an input the model needs.
+
+    >>> faces = np.full((2, 1, 1, 3), 255, np.uint8)
+    >>> inputs = model_inputs({"video": faces, "audio": np.zeros((2, 4))}, ["video"])
+    >>> list(inputs), inputs["video"].shape, float(inputs["video"].max())
+    (['video'], (1, 2, 1, 1, 3), 1.0)
     """
     out = {}
     for name in names:

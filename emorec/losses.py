@@ -43,8 +43,24 @@ N, SUM_X, SUM_Y, SUM_XX, SUM_YY, SUM_XY = range(6)
 def ccc_moments(y_true, y_pred, mask=None, dtype=MOMENT_DTYPE):
     """Per-dimension sums ``(n, Σx, Σy, Σx², Σy², Σxy)`` over valid frames as a ``(6, D)`` tensor.
 
-    ``y_true`` and ``y_pred`` are ``(..., D)`` (typically ``(B, T, D)``); ``mask``
-    has their shape without the last axis, 1 = real frame. x is the prediction.
+    x is the prediction, y the gold value. Masked frames contribute neither value nor
+    gradient, even if they hold NaN.
+
+    Args:
+        y_true: ``(..., D)`` gold values (typically ``(B, T, D)``).
+        y_pred: ``(..., D)`` predictions, same shape.
+        mask: ``y_true``'s shape without the last axis; frames with a value > 0 count (once),
+            others are skipped. None counts every frame.
+        dtype: the dtype the sums are accumulated in (``"float32"`` where float64 is
+            unavailable).
+
+    Returns:
+        The ``(6, D)`` moment tensor, rows in the order of :data:`N` ... :data:`SUM_XY`.
+
+    >>> import numpy as np
+    >>> m = ccc_moments(np.array([[0.0], [2.0]]), np.array([[1.0], [3.0]]))
+    >>> np.asarray(m).ravel().tolist()
+    [2.0, 4.0, 2.0, 10.0, 4.0, 6.0]
     """
     y = ops.cast(y_true, dtype)
     x = ops.cast(y_pred, dtype)
@@ -77,8 +93,18 @@ def ccc_moments(y_true, y_pred, mask=None, dtype=MOMENT_DTYPE):
 def ccc_from_moments(m, eps=DEFAULT_EPS):
     """CCC per dimension ``(D,)`` from moment sums, biased 1/N moments as in the original loss.
 
-    ``eps`` keeps value and gradient finite when predictions are constant or no
-    frame is valid (then ρ = 0).
+    Args:
+        m: a ``(6, D)`` moment tensor from :func:`ccc_moments` (possibly made global).
+        eps: added to the denominator; keeps value and gradient finite when predictions are
+            constant or no frame is valid (then ρ = 0).
+
+    Returns:
+        The ``(D,)`` CCC values, in the dtype of ``m``.
+
+    >>> import numpy as np
+    >>> m = ccc_moments(np.array([[0.0], [2.0]]), np.array([[1.0], [3.0]]))
+    >>> round(float(ccc_from_moments(m)[0]), 4)  # var 1 each, cov 1, mean gap 1: 2 / 3
+    0.6667
     """
     n = ops.maximum(m[N], ops.ones_like(m[N]))
     mu_x = m[SUM_X] / n
@@ -95,7 +121,17 @@ def _in_replica_context() -> bool:
 
 
 def global_moments(m):
-    """Make per-replica moment sums global (value) while keeping the local gradient; identity outside a replica context."""
+    """Make per-replica moment sums global (value) while keeping the local gradient.
+
+    Outside a replica context (no strategy, or cross-replica code) it is the identity.
+
+    Args:
+        m: this replica's ``(6, D)`` moment tensor.
+
+    Returns:
+        ``m + stop_gradient(all_reduce_sum(m) − m)``: the value of the global batch's sums,
+        the gradient of this replica's.
+    """
     if not _in_replica_context():
         return m
     total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, m)
@@ -103,18 +139,54 @@ def global_moments(m):
 
 
 def local_moments(m):
-    """Identity reducer: the CCC of this replica's batch only (for tests and single-device use)."""
+    """Identity reducer: the CCC of this replica's batch only (for tests and single-device use).
+
+    Args:
+        m: a ``(6, D)`` moment tensor.
+
+    Returns:
+        ``m`` unchanged.
+    """
     return m
 
 
 def ccc_loss(y_true, y_pred, mask=None, reduce_fn=global_moments, eps=DEFAULT_EPS, dtype=MOMENT_DTYPE):
-    """Mean over dimensions of ``1 − ρ``: ``(1 − ρ_a)/2 + (1 − ρ_v)/2`` for arousal and valence."""
+    """Mean over dimensions of ``1 − ρ``: ``(1 − ρ_a)/2 + (1 − ρ_v)/2`` for arousal and valence.
+
+    Args:
+        y_true: ``(..., D)`` gold values.
+        y_pred: ``(..., D)`` predictions.
+        mask: frame mask, ``y_true``'s shape without the last axis (> 0 = scored); None
+            scores every frame.
+        reduce_fn: applied to the moment sums before the CCC: :func:`global_moments` (the
+            CCC of the global batch under tf.distribute) or :func:`local_moments`.
+        eps: the denominator's guard (see :func:`ccc_from_moments`).
+        dtype: the dtype of the moment sums.
+
+    Returns:
+        The scalar float32 loss, 0 for a perfect prediction, up to 2.
+
+    >>> import numpy as np
+    >>> gold = np.array([[[0.0, 0.0], [1.0, 1.0], [2.0, -1.0]]])
+    >>> round(float(ccc_loss(gold, gold)), 6)
+    0.0
+    """
     rho = ccc_from_moments(reduce_fn(ccc_moments(y_true, y_pred, mask, dtype=dtype)), eps=eps)
     return ops.cast(ops.mean(1.0 - rho), "float32")
 
 
 def scored_frames(batch):
-    """The frames the emotion loss is computed on: ``target`` (see :mod:`emorec.data`), else ``mask``."""
+    """The frames the emotion loss is computed on: ``target``, else ``mask``.
+
+    See :mod:`emorec.data` for how ``target`` is set.
+
+    Args:
+        batch: a training batch dict (``mask`` ``(B, T)``: real frames; ``target`` ``(B, T)``:
+            the frames scored, when the data pipeline sets it).
+
+    Returns:
+        ``batch["target"]``, else ``batch["mask"]``, else None (every frame).
+    """
     return batch.get("target", batch.get("mask"))
 
 
@@ -126,11 +198,20 @@ class CCCLossConfig(Section):
 
 
 def ccc_objective(batch, outputs, reduce_fn=global_moments):
-    """Default training objective: ``(loss, {"ccc_loss", "ccc_arousal", "ccc_valence"})`` from a batch and model outputs.
+    """Default training objective: the CCC loss and its terms from a batch and model outputs.
 
     Uses ``batch["labels"]`` ``(B, T, 2)``, the frames to score ``batch["target"]``
     ``(B, T)`` (every real frame, or each window's last; ``mask`` when absent) and
     ``outputs["emotion"]`` ``(B, T, 2)``; the CCC terms are the global-batch ρ values.
+
+    Args:
+        batch: the training batch (``labels``, ``mask``, optional ``target``).
+        outputs: the model's outputs (``emotion``).
+        reduce_fn: the moment reducer (:func:`global_moments` or :func:`local_moments`).
+
+    Returns:
+        ``(loss, {"ccc_loss", "ccc_arousal", "ccc_valence"})``, all float32 scalars; the loss
+        is ``mean(1 − ρ)``.
     """
     m = reduce_fn(ccc_moments(batch["labels"], outputs["emotion"], scored_frames(batch)))
     rho = ccc_from_moments(m)
@@ -160,10 +241,23 @@ class CCCLoss(keras.losses.Loss):
             return self.call(y_true, y_pred, mask=sample_weight)
 
     def call(self, y_true, y_pred, mask=None):
-        """Scalar CCC loss of the batch, moments made global under tf.distribute."""
+        """Scalar CCC loss of the batch, moments made global under tf.distribute.
+
+        Args:
+            y_true: ``(B, T, D)`` gold values.
+            y_pred: ``(B, T, D)`` predictions.
+            mask: ``(B, T)`` frame mask (> 0 = scored), or None for every frame.
+
+        Returns:
+            The scalar loss ``mean(1 − ρ)`` in the loss's dtype.
+        """
         loss = ccc_loss(y_true, y_pred, mask=mask, eps=self.eps)
         return ops.cast(loss, self.dtype)
 
     def get_config(self):
-        """Constructor arguments, for saving."""
+        """Constructor arguments, for saving.
+
+        Returns:
+            The base loss config plus ``eps``.
+        """
         return {**super().get_config(), "eps": self.eps}

@@ -132,8 +132,22 @@ def ccc(gold, pred, convention: str = HEADLINE_CONVENTION):
 def pearson(gold, pred):
     """Pearson correlation of ``(N,)`` or per column of ``(N, D)``; NaN if either side is constant.
 
+    Args:
+        gold: ``(N,)`` or ``(N, D)`` gold standard.
+        pred: predictions of the same shape.
+
+    Returns:
+        A float for 1-D input, else ``(D,)`` float64; NaN where a column is constant.
+
+    Raises:
+        AlignmentError: shapes differ or are not 1-D/2-D.
+        LabelError: NaN or inf in either input.
+
     >>> float(pearson(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0])))
     1.0
+    >>> gold = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])  # second column constant
+    >>> pearson(gold, np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 2.0]]))
+    array([-1., nan])
     """
     g, p, one_d = _pair(gold, pred)
     dg, dp = g - g.mean(axis=0), p - p.mean(axis=0)
@@ -145,6 +159,17 @@ def pearson(gold, pred):
 
 def rmse(gold, pred):
     """Root mean square error of ``(N,)`` or per column of ``(N, D)``.
+
+    Args:
+        gold: ``(N,)`` or ``(N, D)`` gold standard.
+        pred: predictions of the same shape.
+
+    Returns:
+        A float for 1-D input, else ``(D,)`` float64; NaN for zero frames.
+
+    Raises:
+        AlignmentError: shapes differ or are not 1-D/2-D.
+        LabelError: NaN or inf in either input.
 
     >>> round(float(rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0]))) ** 2, 6)
     12.5
@@ -245,6 +270,24 @@ class CCCMetric(keras.metrics.Metric):
     ``sample_weight`` ``(B, T)`` is the frame mask (frames with weight 0 are
     skipped; others count once). ``result()`` is the mean over dimensions, or
     dimension ``dimension`` alone if given; :meth:`result_per_dimension` gives all.
+
+    Args:
+        num_dims: number of output dimensions ``D`` (2: arousal, valence).
+        dimension: report only this dimension's CCC (0-based), or None for the mean.
+        convention: the CCC convention (:data:`CONVENTIONS`).
+        name: the metric's name in logs.
+        dtype: the dtype of the result (the sums are float64 regardless).
+
+    Raises:
+        ConfigError: an unknown convention, or ``dimension`` outside ``0 .. num_dims - 1``.
+
+    A perfect prediction of three frames scores (N − 1) / N under the AVEC convention:
+
+    >>> metric = CCCMetric()
+    >>> frames = np.array([[[0.0, 0.0], [1.0, 2.0], [2.0, 1.0]]])
+    >>> metric.update_state(frames, frames)
+    >>> [round(float(v), 4) for v in metric.result_per_dimension()]
+    [0.6667, 0.6667]
     """
 
     def __init__(self, num_dims=2, dimension=None, convention=HEADLINE_CONVENTION, name="ccc", dtype=None):
@@ -260,7 +303,14 @@ class CCCMetric(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        """Add this batch's moment sums (``y`` ``(..., D)``, mask ``(...)``)."""
+        """Add this batch's moment sums (``y`` ``(..., D)``, mask ``(...)``).
+
+        Args:
+            y_true: ``(..., D)`` gold values (typically ``(B, T, D)``).
+            y_pred: ``(..., D)`` predictions, same shape.
+            sample_weight: frame mask of shape ``(...)``; frames with weight > 0 count once,
+                others are skipped (even NaN). None counts every frame.
+        """
         x = ops.reshape(ops.cast(y_pred, "float64"), (-1, self.num_dims))
         y = ops.reshape(ops.cast(y_true, "float64"), (-1, self.num_dims))
         if sample_weight is None:
@@ -283,7 +333,12 @@ class CCCMetric(keras.metrics.Metric):
         self.sums.assign(self.sums + batch)
 
     def result_per_dimension(self):
-        """CCC of every dimension ``(D,)`` under the metric's convention (NaN where undefined)."""
+        """CCC of every dimension ``(D,)`` under the metric's convention (NaN where undefined).
+
+        Returns:
+            The ``(D,)`` tensor in the metric's dtype; NaN with fewer than two frames or a zero
+            denominator.
+        """
         var_ddof, cov_ddof = _ddof(self.convention)
         n, sx, sy, sxx, syy, sxy = (self.sums[i] for i in range(6))
         mx = ops.divide_no_nan(sx, n)
@@ -296,7 +351,11 @@ class CCCMetric(keras.metrics.Metric):
         return ops.cast(ops.where(undefined, float("nan"), rho), self.dtype)
 
     def result(self):
-        """Mean CCC over dimensions, or the chosen dimension's CCC."""
+        """Mean CCC over dimensions, or the chosen dimension's CCC.
+
+        Returns:
+            A scalar tensor (NaN if any averaged dimension is undefined).
+        """
         rho = self.result_per_dimension()
         return ops.mean(rho) if self.dimension is None else rho[self.dimension]
 
@@ -305,7 +364,11 @@ class CCCMetric(keras.metrics.Metric):
         self.sums.assign(ops.zeros_like(self.sums))
 
     def get_config(self):
-        """Constructor arguments, for saving."""
+        """Constructor arguments, for saving.
+
+        Returns:
+            The base metric config plus ``num_dims``, ``dimension`` and ``convention``.
+        """
         return {
             **super().get_config(),
             "num_dims": self.num_dims,

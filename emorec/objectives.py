@@ -69,9 +69,23 @@ RECONSTRUCTION_TERMS = (
 def reconstruction_sums(target, reconstruction, mask=None, dtype=MOMENT_DTYPE):
     """``[Σ squared error, number of values]`` over the valid frames, as a ``(2,)`` tensor.
 
-    ``target`` and ``reconstruction`` are ``(B, T, ...)``; ``mask`` is ``(B, T)``
-    with 1 = real frame. Per-frame sums are taken in the input precision and
-    accumulated across frames in ``dtype``.
+    Per-frame sums are taken in the input precision and accumulated across frames in
+    ``dtype``; a masked frame contributes neither value nor gradient.
+
+    Args:
+        target: ``(B, T, ...)`` the inputs to reconstruct (cast to the reconstruction's dtype).
+        reconstruction: ``(B, T, ...)`` the decoder outputs, same shape.
+        mask: ``(B, T)`` frame mask, > 0 = real frame; None counts every frame.
+        dtype: the dtype of the accumulated sums.
+
+    Returns:
+        The ``(2,)`` tensor ``[error, count]``; ``count`` is valid frames × values per frame.
+        Sums add across replicas, so they can go through a moment reducer.
+
+    >>> import numpy as np
+    >>> sums = reconstruction_sums(np.zeros((1, 2, 3)), np.ones((1, 2, 3)), mask=np.array([[1, 0]]))
+    >>> np.asarray(sums).tolist()
+    [3.0, 3.0]
     """
     target = ops.cast(target, reconstruction.dtype)
     per_value = ops.square(reconstruction - target)
@@ -92,7 +106,21 @@ def reconstruction_sums(target, reconstruction, mask=None, dtype=MOMENT_DTYPE):
 
 
 def reconstruction_loss(sums, reconstruction="mean"):
-    """Loss from (already reduced) ``[Σ error, count]``: the mean, or the sum itself."""
+    """Loss from (already reduced) ``[Σ error, count]``: the mean, or the sum itself.
+
+    Args:
+        sums: ``[error, count]`` from :func:`reconstruction_sums` (possibly made global).
+        reconstruction: ``"mean"`` (mean squared error per value) or ``"sum"`` (the sum of
+            squared errors, eq. 3-4 as printed).
+
+    Returns:
+        The scalar loss in the sums' dtype (the mean divides by at least 1).
+
+    >>> import numpy as np
+    >>> sums = np.array([6.0, 3.0])
+    >>> float(reconstruction_loss(sums)), float(reconstruction_loss(sums, "sum"))
+    (2.0, 6.0)
+    """
     if reconstruction == "sum":
         return sums[0]
     return sums[0] / ops.maximum(sums[1], ops.ones_like(sums[1]))
@@ -108,9 +136,27 @@ def joint_objective(
     gamma=_JOINT.gamma,
     reconstruction=_JOINT.reconstruction,
 ):
-    """``(α·L2D + β·L1D + γ·L_ccc, terms)``; terms: ``loss_2d``, ``loss_1d``, ``loss_ccc``, ``ccc_arousal``, ``ccc_valence``.
+    """Nguyen et al.'s joint objective ``α·L2D + β·L1D + γ·L_ccc`` (eq. 8) and its terms.
 
-    The weights are checked where they enter (:class:`JointLossConfig`).
+    The weights are checked where they enter (:class:`JointLossConfig`). Reconstruction
+    terms cover every real frame (``mask``); the CCC term only the scored ones
+    (``target``, else ``mask``). A model without decoders gets ``γ·L_ccc`` alone.
+
+    Args:
+        batch: the training batch (``labels`` ``(B, T, 2)``, ``mask`` ``(B, T)``, optional
+            ``target``, and the ``video`` / ``audio`` inputs the decoders reconstruct).
+        outputs: the model outputs (``emotion`` ``(B, T, 2)``, optional ``recon_video``,
+            ``recon_audio``).
+        reduce_fn: the moment reducer applied to reconstruction sums and CCC moments alike
+            (:func:`~emorec.losses.global_moments` or :func:`~emorec.losses.local_moments`).
+        alpha: weight of the face reconstruction loss L2D.
+        beta: weight of the audio reconstruction loss L1D.
+        gamma: weight of the CCC loss ``1 − (ρ_a + ρ_v) / 2``.
+        reconstruction: ``"mean"`` or ``"sum"`` (see :func:`reconstruction_loss`).
+
+    Returns:
+        ``(total, terms)``: the scalar total and float32 terms ``loss_2d`` and ``loss_1d``
+        (when the model reconstructs), ``loss_ccc``, ``ccc_arousal``, ``ccc_valence``.
     """
     weights = {"alpha": float(alpha), "beta": float(beta)}
     mask = batch.get("mask")

@@ -60,6 +60,16 @@ def check_output_file(path, what: str = "the output") -> Path:
 def check_output_dir(path, what: str = "the outputs") -> Path:
     """Raise unless ``path`` is, or can be created as, a writable folder.
 
+    Nothing is created; a temporary file is made and removed in the folder (or its nearest
+    existing ancestor) to prove it writable.
+
+    Args:
+        path: the output folder.
+        what: what goes there, for the message (``"the outputs"``).
+
+    Returns:
+        ``path`` as a Path.
+
     Raises:
         ConfigError: ``path`` is a file, or it (or its nearest existing ancestor) is not writable.
     """
@@ -74,7 +84,19 @@ def check_output_dir(path, what: str = "the outputs") -> Path:
 
 
 def write_output_file(path, data: bytes, what: str = "the output") -> Path:
-    """Write ``data`` to ``path`` atomically, creating its folders; OSError becomes a one-line ConfigError."""
+    """Write ``data`` to ``path`` atomically, creating its folders.
+
+    Args:
+        path: the file to write (replaced if it exists).
+        data: the bytes to write.
+        what: what it is, for the message (``"the predictions"``).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ConfigError: the folders or the file cannot be written (the OSError as one line).
+    """
     from emorec.manifest import atomic_write_bytes
 
     path = Path(path)

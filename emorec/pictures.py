@@ -31,17 +31,49 @@ _DIMENSIONS = ("arousal", "valence")
 
 
 def reconstruction_figure_size(num_faces: int) -> tuple[int, int]:
-    """``(width, height)`` in pixels of a reconstruction grid of ``num_faces`` columns."""
+    """``(width, height)`` in pixels of a reconstruction grid of ``num_faces`` columns.
+
+    Args:
+        num_faces: number of face columns (1.2 inches each at :data:`DPI`).
+
+    Returns:
+        ``(width, height)`` in pixels: two rows of faces plus a 0.3-inch title band.
+
+    >>> reconstruction_figure_size(8)
+    (960, 270)
+    """
     return int(round(num_faces * FACE_INCHES * DPI)), int(round(2 * FACE_INCHES * DPI + 0.3 * DPI))
 
 
 def learning_curves_size() -> tuple[int, int]:
-    """``(width, height)`` in pixels of the learning-curve figure."""
+    """``(width, height)`` in pixels of the learning-curve figure.
+
+    Returns:
+        :data:`CURVES_FIGSIZE` in inches times :data:`DPI`.
+
+    >>> learning_curves_size()
+    (1000, 700)
+    """
     return int(round(CURVES_FIGSIZE[0] * DPI)), int(round(CURVES_FIGSIZE[1] * DPI))
 
 
 def pick_frames(data, partition: str, names, num_faces: int = DEFAULT_NUM_FACES) -> dict:
-    """Model inputs ``{name: (K, 1, ...)}`` of ``num_faces`` frames with a face, spread evenly over the partition."""
+    """Model inputs of ``num_faces`` frames with a face, spread evenly over the partition.
+
+    The faces are shared out between the recordings (the first ones get one more when they
+    do not divide evenly); within a recording the picks are evenly spaced over its frames
+    with a face (all frames if none has one), away from its very start and end.
+
+    Args:
+        data: the dataset directory (or an open dataset handle).
+        partition: the partition to pick from (``train``, ``dev``, ``test``).
+        names: the model's input names (``video``, ``audio``, ``landmarks``...).
+        num_faces: number of frames to pick in all.
+
+    Returns:
+        ``{name: (K, 1, ...) float32}`` with ``K <= num_faces`` one-frame sequences (faces
+        scaled to ``[0, 1]``); empty when the partition has no recordings.
+    """
     from emorec.data import read_recordings
 
     modalities = [m for m in ("audio", "video") if m in names]
@@ -69,7 +101,20 @@ def pick_frames(data, partition: str, names, num_faces: int = DEFAULT_NUM_FACES)
 
 def plot_reconstructions(model, data, path, partition: str = "dev",
                          num_faces: int = DEFAULT_NUM_FACES) -> Path | None:
-    """Dev faces (top row) above the model's reconstructions (bottom row); None if the model has no face decoder."""
+    """Dev faces (top row) above the model's reconstructions (bottom row).
+
+    Args:
+        model: a trained model; only one with a ``video`` input and a ``recon_video`` output
+            gets a figure.
+        data: the dataset directory (or an open dataset handle).
+        path: the PNG to write (its folder is created).
+        partition: the partition the faces come from.
+        num_faces: number of face columns.
+
+    Returns:
+        The path of the written PNG, or None when the model has no face decoder or the
+        partition has no recordings.
+    """
     from emorec.streaming import input_names
 
     names = input_names(model)
@@ -106,7 +151,18 @@ def plot_reconstructions(model, data, path, partition: str = "dev",
 
 
 def read_step_scalars(run_dir, prefix: str = "train_step/") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{name: (steps, values)}`` of the run's per-step TensorBoard scalars (``tb/events*``), sorted by step."""
+    """``{name: (steps, values)}`` of the run's per-step TensorBoard scalars (``tb/events*``).
+
+    Where a resumed run wrote a step twice, the value in the newest event file wins.
+
+    Args:
+        run_dir: the training run directory.
+        prefix: the tag prefix to read; it is stripped from the names.
+
+    Returns:
+        ``{name: (steps, values)}``: int steps sorted ascending and float values, as numpy
+        arrays (empty without event files).
+    """
     import tensorflow as tf
 
     series: dict[str, dict[int, float]] = {}
@@ -136,7 +192,15 @@ def _smooth(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def plot_learning_curves(run_dir, path=None) -> Path:
-    """Loss terms per step and CCCs (train per step, dev per epoch) of a run; returns the PNG path."""
+    """Loss terms per step and CCCs (train per step, dev per epoch) of a run; returns the PNG path.
+
+    Args:
+        run_dir: the training run directory (its TensorBoard events and ``history.json``).
+        path: the PNG to write; None writes the run's ``learning_curves.png``.
+
+    Returns:
+        The path of the written PNG (1000 x 700 pixels).
+    """
     run = RunDir(run_dir)
     run_dir = run.path
     path = Path(path) if path is not None else run.learning_curves
@@ -180,7 +244,20 @@ def plot_learning_curves(run_dir, path=None) -> Path:
 
 
 def write_run_pictures(run_dir, data=None, model=None, partition: str = "dev") -> dict[str, Path]:
-    """Both figures into ``run_dir`` (reconstructions only for a model with a face decoder and a dataset)."""
+    """Write both figures into ``run_dir``.
+
+    The reconstructions need a model with a face decoder and a dataset.
+
+    Args:
+        run_dir: the training run directory.
+        data: the dataset directory (or handle) to pick faces from; None skips the
+            reconstruction figure.
+        model: the trained model; None skips the reconstruction figure.
+        partition: the partition the faces come from.
+
+    Returns:
+        ``{"learning_curves": path}`` plus ``"reconstructions"`` when that figure was written.
+    """
     run = RunDir(run_dir)
     written = {"learning_curves": plot_learning_curves(run.path, run.learning_curves)}
     if model is not None and data is not None:

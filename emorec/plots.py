@@ -16,7 +16,11 @@ from emorec.metrics import DEFAULT_NAMES
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    """matplotlib.pyplot on the Agg backend (no display needed).
+
+    Returns:
+        The ``matplotlib.pyplot`` module, with the Agg backend forced.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -26,7 +30,16 @@ def pyplot():
 
 
 def save_png(fig, path: Path, dpi: int) -> Path:
-    """Write ``fig`` to ``path`` as a PNG atomically (temporary name, then rename) and close it."""
+    """Write ``fig`` to ``path`` as a PNG atomically (temporary name, then rename) and close it.
+
+    Args:
+        fig: the matplotlib figure (closed afterwards, even on failure).
+        path: the PNG to write (its folder is created; an existing file is replaced).
+        dpi: dots per inch (the pixel size is ``figsize × dpi``).
+
+    Returns:
+        ``path``.
+    """
     plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
@@ -51,7 +64,20 @@ def plot_recording(
     title: str = "",
     names=DEFAULT_NAMES,
 ) -> Path:
-    """Write one panel per dimension: prediction (and post-processed prediction) against gold; returns the path."""
+    """Write one panel per dimension: prediction (and post-processed prediction) against gold.
+
+    Args:
+        path: the PNG to write (its folder is created).
+        times: ``(N,)`` frame times in seconds (the x axis).
+        pred: ``(N, D)`` predictions.
+        gold: ``(N, D)`` gold standard, or None to leave it out.
+        postprocessed: ``(N, D)`` post-processed predictions, or None.
+        title: the title above the first panel ("" for none).
+        names: the ``D`` dimension names, in column order (panel labels).
+
+    Returns:
+        ``path`` as a Path.
+    """
     plt = pyplot()
     path = Path(path)
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.4 * len(names)), sharex=True, squeeze=False)

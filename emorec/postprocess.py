@@ -60,7 +60,12 @@ MIN_GAIN = 1e-9
 
 @dataclasses.dataclass(frozen=True)
 class PostprocessGrids:
-    """Candidate values searched on dev: median windows (s) and the shift range (s, every frame between)."""
+    """Candidate values searched on dev.
+
+    Median windows in seconds; the shift range in seconds (every frame between its ends is
+    tried); the exponential-smoothing factors α and the direction smoothing runs in
+    (``backward`` or ``forward`` in time).
+    """
 
     median_windows_s: tuple[float, ...] = DEFAULT_MEDIAN_WINDOWS_S
     shift_range_s: tuple[float, float] = DEFAULT_SHIFT_RANGE_S
@@ -68,7 +73,17 @@ class PostprocessGrids:
     smoothing_direction: str = "backward"
 
     def median_windows(self, frame_period: float = FRAME_PERIOD) -> list[int]:
-        """Odd window lengths in frames, each the odd count nearest above ``seconds / frame_period``."""
+        """Odd window lengths in frames: ``round(seconds / frame_period)``, plus one where even.
+
+        Args:
+            frame_period: seconds per frame.
+
+        Returns:
+            The distinct window lengths (at least 1), sorted.
+
+        >>> PostprocessGrids(median_windows_s=(0.4, 0.5, 1.0)).median_windows()
+        [11, 13, 25]
+        """
         out = []
         for seconds in self.median_windows_s:
             k = max(1, int(round(seconds / frame_period)))
@@ -76,7 +91,17 @@ class PostprocessGrids:
         return sorted(set(out))
 
     def shifts(self, frame_period: float = FRAME_PERIOD) -> np.ndarray:
-        """Every shift in frames from the range's low to high end."""
+        """Every shift in frames from the range's low to high end.
+
+        Args:
+            frame_period: seconds per frame.
+
+        Returns:
+            The int array ``low, low + 1, ..., high`` (``low`` at least 1 frame).
+
+        >>> PostprocessGrids(shift_range_s=(0.04, 0.2)).shifts()
+        array([1, 2, 3, 4, 5])
+        """
         lo = max(1, int(round(self.shift_range_s[0] / frame_period)))
         hi = int(round(self.shift_range_s[1] / frame_period))
         return np.arange(lo, hi + 1)
@@ -133,12 +158,29 @@ class PostprocessParams:
         return tuple(d.name for d in self.dimensions)
 
     def to_dict(self) -> dict:
-        """Plain dict of built-in types (NaN written as null)."""
+        """Plain dict of built-in types (NaN written as null).
+
+        Returns:
+            The fields as nested dicts and lists, ready for strict JSON.
+        """
         return _nan_to_none(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> PostprocessParams:
-        """Inverse of :meth:`to_dict`; raises :class:`ConfigError` on a foreign or newer layout."""
+        """Inverse of :meth:`to_dict`; raises :class:`ConfigError` on a foreign or newer layout.
+
+        Version 1 files (no smoothing, no step order) are read as version 2 with the AVEC
+        chain; unknown per-dimension keys are ignored; null CCCs become NaN.
+
+        Args:
+            data: the parsed JSON.
+
+        Returns:
+            The :class:`PostprocessParams`.
+
+        Raises:
+            ConfigError: an unsupported version, or a malformed structure.
+        """
         try:
             if data.get("version") not in (1, PARAMS_VERSION):
                 raise ConfigError(
@@ -159,13 +201,27 @@ class PostprocessParams:
             raise ConfigError(f"post-processing parameters are malformed: {exc}") from None
 
     def save(self, path) -> None:
-        """Write as JSON, atomically."""
+        """Write as JSON, atomically.
+
+        Args:
+            path: the JSON file to write (replaced if it exists).
+        """
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         atomic_write_bytes(path, text.encode())
 
     @classmethod
     def load(cls, path) -> PostprocessParams:
-        """Read parameters written by :meth:`save`; errors name the file."""
+        """Read parameters written by :meth:`save`; errors name the file.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The :class:`PostprocessParams`.
+
+        Raises:
+            ConfigError: the file is missing, not JSON, of an unsupported version or malformed.
+        """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -220,6 +276,13 @@ def median_filter(x: np.ndarray, window: int) -> np.ndarray:
 def shift_forward(x: np.ndarray, shift: int) -> np.ndarray:
     """``out[t] = x[t − shift]`` along axis 0, the first ``shift`` frames repeating ``x[0]``.
 
+    Args:
+        x: ``(N,)`` or ``(N, D)`` predictions of one recording.
+        shift: frames to delay by (0 or less: unchanged; more than ``N``: all ``x[0]``).
+
+    Returns:
+        The shifted float64 array, same shape.
+
     >>> shift_forward(np.array([1.0, 2.0, 3.0, 4.0]), 2)
     array([1., 1., 1., 2.])
     """
@@ -232,6 +295,18 @@ def shift_forward(x: np.ndarray, shift: int) -> np.ndarray:
 
 def exponential_smoothing(x: np.ndarray, alpha: float, direction: str = "forward") -> np.ndarray:
     """``s_t = α x_t + (1 − α) s_{t−1}``, ``s_1 = x_1``, along axis 0 (``backward``: from the end).
+
+    Args:
+        x: ``(N,)`` or ``(N, D)`` predictions of one recording.
+        alpha: the smoothing factor α in ``(0, 1]``; 1 or more returns ``x`` unchanged.
+        direction: ``"forward"`` (in time) or ``"backward"`` (from the last frame, so
+            ``s_N = x_N``).
+
+    Returns:
+        The smoothed float64 array, same shape.
+
+    Raises:
+        ConfigError: an unknown ``direction``.
 
     >>> exponential_smoothing(np.array([0.0, 1.0, 1.0]), 0.5)
     array([0.  , 0.5 , 0.75])
@@ -275,7 +350,26 @@ def _apply_dimension(p: DimensionParams, x: np.ndarray) -> np.ndarray:
 
 
 def apply_postprocessing(params: PostprocessParams, preds: dict) -> dict:
-    """Apply tuned parameters to ``{recording_id: pred (N, D)}``; returns new float64 arrays."""
+    """Apply tuned parameters to ``{recording_id: pred (N, D)}``; returns new float64 arrays.
+
+    Each dimension runs its own chain in its stored order, per recording.
+
+    Args:
+        params: the tuned chain (from :func:`tune_postprocessing` or
+            :meth:`PostprocessParams.load`).
+        preds: ``{recording_id: (N, D)}`` predictions, ``D`` = the number of tuned dimensions.
+
+    Returns:
+        ``{recording_id: (N, D) float64}`` post-processed predictions (inputs unchanged).
+
+    Raises:
+        AlignmentError: a prediction array is not ``(N, D)``.
+        ConfigError: a stored step name is unknown.
+
+    >>> centring = PostprocessParams([DimensionParams("arousal", offset=0.5, order=["centring"])])
+    >>> apply_postprocessing(centring, {"rec": np.zeros((2, 1))})["rec"].ravel()
+    array([0.5, 0.5])
+    """
     out = {}
     for rec_id, pred in preds.items():
         pred = np.asarray(pred, dtype=np.float64)

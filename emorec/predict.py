@@ -70,7 +70,18 @@ INDEX_CHOICES = ("time", "file-start-end")
 
 
 def read_export_info(export_dir) -> dict:
-    """``EXPORT_DIR/export.json``; ExportError naming it if absent or unreadable."""
+    """``EXPORT_DIR/export.json``; ExportError naming it if absent or unreadable.
+
+    Args:
+        export_dir: a directory written by ``emorec export``.
+
+    Returns:
+        The export description (at least ``inputs``, ``modalities``, ``audio_norm`` and
+        ``label_alignment``).
+
+    Raises:
+        ExportError: the file is missing, unreadable, not JSON, or lacks those keys.
+    """
     path = ExportDir(export_dir).info
     try:
         info = json.loads(path.read_text())
@@ -172,11 +183,22 @@ def frame_blocks(prepared, inputs, block_frames: int, progress: bool = False) ->
 
 
 def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> dict:
-    """Every frame's model inputs of one media file at once (holds the whole recording; for short clips).
+    """Every frame's model inputs of one media file at once.
+
+    It holds the whole recording in memory: for short clips.
+
+    Args:
+        media: the wav or video file.
+        info: the export's ``export.json`` (see :func:`read_export_info`).
+        cache_dir: the face-track cache folder; None for the default.
+        progress: show progress bars.
 
     Returns:
         ``{"audio": (N, 640), "video": (N, S, S, 3) in [0, 1], "landmarks": (N, 5, 2)}`` (the
-        export's inputs).
+        export's inputs), float32.
+
+    Raises:
+        MediaError: see :func:`open_media`.
     """
     prepared = open_media(media, info, cache_dir=cache_dir, progress=progress)
     blocks = list(frame_blocks(prepared, info["inputs"], max(prepared.num_frames, 1), progress=progress))
@@ -184,10 +206,18 @@ def media_frames(media, info: dict, cache_dir=None, progress: bool = False) -> d
 
 
 def predict_chunked(runtime, blocks) -> np.ndarray:
-    """One sequence from a zero state, a block at a time through ``runtime.step``; returns ``(N, 2)``.
+    """One sequence from a zero state, a block at a time through ``runtime.step``.
 
     Equal to ``runtime.offline`` on the whole sequence: the state carried from
     block to block is the state the whole-sequence run reaches there.
+
+    Args:
+        runtime: an opened :class:`~emorec.runtimes.Runtime` (any format).
+        blocks: per-block input dicts ``{name: (n, ...) float32}`` from :func:`frame_blocks`,
+            in order.
+
+    Returns:
+        ``(N, 2)`` float32 predictions, one per frame (``(0, 2)`` for no blocks).
     """
     states = runtime.initial_state(1)
     parts = []
@@ -204,6 +234,15 @@ def predict_windows(runtime, blocks, window_frames: int) -> np.ndarray:
     zero-padded after the recording's end, which cannot change the frames
     before (every part of the model is causal per frame), and the padding's
     predictions are dropped.
+
+    Args:
+        runtime: an opened :class:`~emorec.runtimes.Runtime` (any format).
+        blocks: per-block input dicts ``{name: (n, ...) float32}`` from :func:`frame_blocks`,
+            in order.
+        window_frames: the training window in frames.
+
+    Returns:
+        ``(N, 2)`` float32 predictions, one per frame (``(0, 2)`` for no blocks).
     """
     parts = []
     for block in blocks:
@@ -264,7 +303,18 @@ def predict_sliding(runtime, blocks, window_frames: int, batch_rows: int = 64) -
 
 
 def predict_whole(runtime, blocks) -> np.ndarray:
-    """All blocks joined into one sequence through ``runtime.offline`` (memory grows with the length)."""
+    """All blocks joined into one sequence through ``runtime.offline``.
+
+    Memory grows with the recording's length.
+
+    Args:
+        runtime: an opened :class:`~emorec.runtimes.Runtime` (any format).
+        blocks: per-block input dicts ``{name: (n, ...) float32}`` from :func:`frame_blocks`,
+            in order.
+
+    Returns:
+        ``(N, 2)`` predictions, one per frame (``(0, 2)`` for no blocks).
+    """
     blocks = list(blocks)
     if not blocks:
         return np.zeros((0, 2), np.float32)
@@ -404,7 +454,13 @@ def predict_media(
 
 
 def frame_spans(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (seconds) of each 40 ms frame: ``[0.04 i, 0.04 (i + 1))``, rounded to the microsecond.
+    """Start and end (seconds) of each 40 ms frame: ``[0.04 i, 0.04 (i + 1))``, rounded to the µs.
+
+    Args:
+        num_frames: number of frames ``N``.
+
+    Returns:
+        ``(starts, ends)``, each a ``(N,)`` float64 array.
 
     >>> [s.tolist() for s in frame_spans(3)]
     [[0.0, 0.04, 0.08], [0.04, 0.08, 0.12]]
@@ -414,7 +470,7 @@ def frame_spans(num_frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prediction_table(result: dict, media, index: str = "time"):
-    """The predictions as a DataFrame: ``time, arousal, valence`` or ``file, start, end, arousal, valence``.
+    """The predictions as a DataFrame, indexed by time or by file, start and end.
 
     Args:
         result: from :func:`predict_media`.
@@ -422,7 +478,11 @@ def prediction_table(result: dict, media, index: str = "time"):
         index: ``time`` or ``file-start-end``.
 
     Returns:
-        A ``pandas.DataFrame`` (columns as above, one row per frame).
+        A ``pandas.DataFrame``, one row per frame, columns ``time, arousal, valence`` or
+        ``file, start, end, arousal, valence``.
+
+    Raises:
+        ConfigError: an unknown ``index``.
     """
     import pandas as pd
 
@@ -438,7 +498,18 @@ def prediction_table(result: dict, media, index: str = "time"):
 
 
 def table_csv_bytes(table) -> bytes:
-    """A prediction table as CSV bytes (floats to 8 significant digits)."""
+    r"""A prediction table as CSV bytes (floats to 8 significant digits).
+
+    Args:
+        table: a ``pandas.DataFrame`` such as :func:`prediction_table` makes.
+
+    Returns:
+        The UTF-8 CSV with a header row, no index column, ``\n`` line ends.
+
+    >>> import pandas as pd
+    >>> table_csv_bytes(pd.DataFrame({"time": [0.04], "arousal": [0.1], "valence": [1 / 3]}))
+    b'time,arousal,valence\n0.04,0.1,0.33333333\n'
+    """
     buffer = io.StringIO()
     table.to_csv(buffer, index=False, float_format="%.8g")
     return buffer.getvalue().encode()

@@ -51,7 +51,21 @@ EXTRA_METRICS = ("ccc_per_recording_mean", "pearson", "rmse")
 
 
 def eval_window(key: str, value):
-    """``train``, ``whole`` or a positive number of seconds."""
+    """A config rule accepting ``train``, ``whole`` or a positive number of seconds.
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check.
+
+    Returns:
+        ``"train"`` or ``"whole"`` unchanged, or the seconds as a float.
+
+    Raises:
+        FieldError: any other value.
+
+    >>> eval_window("inference.eval_window", "whole"), eval_window("inference.eval_window", 6)
+    ('whole', 6.0)
+    """
     if value in ("train", "whole"):
         return value
     try:
@@ -141,7 +155,19 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, doc: dict, source: str = "<protocol>") -> Protocol:
-        """A protocol from a mapping; unknown keys and bad values raise ConfigError naming ``source``."""
+        """A protocol from a mapping; errors name ``source``.
+
+        Args:
+            doc: ``{"name", "names", "metrics", "inference", "partitions", "postprocess"}``, any
+                of them left out for its default.
+            source: where the mapping came from (a path), to start error messages.
+
+        Returns:
+            The checked :class:`Protocol`.
+
+        Raises:
+            ConfigError: an unknown key or a bad value.
+        """
         known = ("name", "names", *_PARTS)
         unknown = [k for k in doc if k not in known]
         if unknown:
@@ -155,23 +181,40 @@ class Protocol:
         return cls(name=name, names=names, **parts)
 
     def to_dict(self) -> dict:
-        """Plain YAML-ready values."""
+        """Plain YAML-ready values.
+
+        Returns:
+            The protocol as nested dicts and lists, readable back by :meth:`from_dict`.
+        """
         return {"name": self.name, "names": list(self.names),
                 **{key: getattr(self, key).to_dict() for key in _PARTS}}
 
 
 def default_protocol_path() -> Path:
-    """``evaluate/avec2016.yaml`` of the checkout emorec is installed from."""
+    """``evaluate/avec2016.yaml`` of the checkout emorec is installed from.
+
+    Returns:
+        The path beside the ``emorec`` package folder (it exists only in a checkout; not
+        checked here).
+    """
     import emorec
 
     return Path(emorec.__file__).resolve().parent.parent / "evaluate" / "avec2016.yaml"
 
 
 def load_protocol(source: str | os.PathLike | dict | Protocol | None = None) -> Protocol:
-    """A protocol from a YAML path, a mapping, a Protocol, or None (``evaluate/avec2016.yaml``, else the built-in).
+    """A protocol from a YAML path, a mapping, a Protocol, or None.
+
+    Args:
+        source: a protocol YAML file, a mapping of its keys, a :class:`Protocol` (returned as
+            it is), or None for ``evaluate/avec2016.yaml`` (the built-in AVEC 2016 defaults
+            where the checkout has no such file).
+
+    Returns:
+        The :class:`Protocol`.
 
     Raises:
-        ConfigError: a missing or malformed file (naming it).
+        ConfigError: a missing or malformed file (naming it), or bad keys or values.
     """
     if isinstance(source, Protocol):
         return source

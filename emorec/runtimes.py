@@ -50,7 +50,17 @@ def _stack(out: dict) -> np.ndarray:
 
 
 class Runtime:
-    """What every format offers; subclasses implement ``_offline``, ``_step`` and say their batch limit."""
+    """What every format offers: offline and streaming prediction on numpy arrays.
+
+    Subclasses implement ``_offline`` and ``_step`` and say their batch limit.
+
+    Inputs are float32 arrays by input name; outputs are ``(B, T, 2)`` arousal and valence.
+    A format whose ``batch_limit`` is set is called one stream at a time and the rows are
+    stacked.
+
+    Args:
+        info: the export's ``export.json`` (``inputs`` and the ``streaming`` state shape).
+    """
 
     name = ""
     batch_limit: int | None = None  # None = any batch in one call
@@ -66,13 +76,33 @@ class Runtime:
         return self.state_shape is not None
 
     def initial_state(self, batch: int) -> np.ndarray:
-        """The zeros that start ``batch`` streams."""
+        """The zeros that start ``batch`` streams.
+
+        Args:
+            batch: number of streams.
+
+        Returns:
+            The ``(batch, R, U)`` float32 zero states.
+
+        Raises:
+            ExportError: the export has no streaming form.
+        """
         if not self.streaming:
             raise ExportError("this export has no streaming form (exported with --no-streaming)")
         return np.zeros((batch, *self.state_shape), np.float32)
 
     def offline(self, inputs: dict) -> np.ndarray:
-        """``{name: (B, T, ...)}`` → ``(B, T, 2)``, each row from a zero state."""
+        """``{name: (B, T, ...)}`` → ``(B, T, 2)``, each row from a zero state.
+
+        Args:
+            inputs: the model's inputs by name (extra names ignored), each ``(B, T, ...)``.
+
+        Returns:
+            The ``(B, T, 2)`` float32 arousal and valence.
+
+        Raises:
+            ValueError: an input the model reads is missing.
+        """
         inputs = self._ordered(inputs)
         if self.batch_limit is None or len(next(iter(inputs.values()))) <= self.batch_limit:
             return self._offline(inputs)
@@ -80,7 +110,21 @@ class Runtime:
         return np.concatenate([self._offline({k: v[r:r + 1] for k, v in inputs.items()}) for r in range(rows)])
 
     def step(self, inputs: dict, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One chunk ``{name: (B, T, ...)}`` and states ``(B, R, U)`` → ``((B, T, 2), new states)``."""
+        """One chunk ``{name: (B, T, ...)}`` and states ``(B, R, U)`` → ``((B, T, 2), new states)``.
+
+        Args:
+            inputs: the chunk's inputs by name, each ``(B, T, ...)``.
+            states: the ``(B, R, U)`` states the previous chunk returned (or
+                :meth:`initial_state`'s zeros).
+
+        Returns:
+            ``(predictions, states)``: ``(B, T, 2)`` float32 arousal and valence and the
+            ``(B, R, U)`` states to pass with the next chunk.
+
+        Raises:
+            ExportError: the export has no streaming form.
+            ValueError: an input the model reads is missing.
+        """
         if not self.streaming:
             raise ExportError("this export has no streaming form (exported with --no-streaming)")
         inputs = self._ordered(inputs)
@@ -143,7 +187,15 @@ def load_saved_model(path: Path):
 
 
 class SavedModelRuntime(Runtime):
-    """The SavedModel's ``serving_default`` and ``step`` signatures, run by TensorFlow."""
+    """The SavedModel's ``serving_default`` and ``step`` signatures, run by TensorFlow.
+
+    Args:
+        export_dir: a directory written by ``emorec export``.
+        info: its ``export.json`` (see :func:`emorec.predict.read_export_info`).
+
+    Raises:
+        ExportError: the SavedModel is missing, incomplete or unreadable.
+    """
 
     name = "savedmodel"
 
@@ -184,7 +236,16 @@ def _model_file(export_dir, info: dict, fmt: str, part: str) -> Path | None:
 
 
 class OnnxRuntime(Runtime):
-    """``model.onnx`` and ``model_step.onnx`` in ONNX Runtime (CPU)."""
+    """``model.onnx`` and ``model_step.onnx`` in ONNX Runtime (CPU).
+
+    Args:
+        export_dir: a directory written by ``emorec export``.
+        info: its ``export.json`` (see :func:`emorec.predict.read_export_info`).
+
+    Raises:
+        ExportError: onnxruntime is not installed, the export has no ONNX model, or a model
+            file is missing or cannot be loaded.
+    """
 
     name = "onnx"
 
@@ -224,7 +285,16 @@ class OnnxRuntime(Runtime):
 
 
 class LiteRTRuntime(Runtime):
-    """``model.tflite`` and ``model_step.tflite`` in the LiteRT interpreter; one stream per call."""
+    """``model.tflite`` and ``model_step.tflite`` in the LiteRT interpreter; one stream per call.
+
+    Args:
+        export_dir: a directory written by ``emorec export``.
+        info: its ``export.json`` (see :func:`emorec.predict.read_export_info`).
+
+    Raises:
+        ExportError: ai-edge-litert is not installed, the export has no LiteRT model, or a
+            model file is missing or cannot be loaded.
+    """
 
     name = "litert"
     batch_limit = 1
@@ -262,7 +332,20 @@ RUNTIME_CLASSES = {"savedmodel": SavedModelRuntime, "onnx": OnnxRuntime, "litert
 
 
 def available_runtimes(info: dict) -> list[str]:
-    """The formats an export holds, from its ``export.json`` (older exports: the SavedModel alone)."""
+    """The formats an export holds, from its ``export.json`` (older exports: the SavedModel alone).
+
+    Args:
+        info: the export's ``export.json``.
+
+    Returns:
+        Names of :data:`RUNTIMES` with a model in the export, in that order.
+
+    >>> formats = {"savedmodel": {"folder": "saved_model"}, "litert": {}}  # an empty entry: none
+    >>> available_runtimes({"formats": formats})
+    ['savedmodel']
+    >>> available_runtimes({"saved_model": "saved_model"})  # written before ONNX and LiteRT
+    ['savedmodel']
+    """
     formats = info.get("formats")
     if formats is None:
         return ["savedmodel"] if info.get("saved_model") else []
@@ -270,7 +353,18 @@ def available_runtimes(info: dict) -> list[str]:
 
 
 def default_runtime(info: dict) -> str:
-    """``savedmodel`` when the export holds it, else the first format it holds."""
+    """``savedmodel`` when the export holds it, else the first format it holds.
+
+    Args:
+        info: the export's ``export.json``.
+
+    Returns:
+        The runtime name (``savedmodel`` also when the export holds none, so that opening it
+        reports what is missing).
+
+    >>> default_runtime({"formats": {"onnx": {"offline": {"file": "model.onnx"}}}})
+    'onnx'
+    """
     have = available_runtimes(info)
     return "savedmodel" if "savedmodel" in have or not have else have[0]
 

@@ -148,6 +148,17 @@ def enumerate_examples(frames_per_shard, windows_per_shard, stored_window: int, 
 def pass_permutation(seed: int, pass_index: int, n: int) -> np.ndarray:
     """Pass ``pass_index``'s order of the ``n`` examples: a permutation drawn from ``(seed, pass)``.
 
+    Each pass over the examples gets its own stateless permutation, so any position of the
+    example stream can be recomputed (resuming mid-epoch, several workers).
+
+    Args:
+        seed: the run's seed.
+        pass_index: 0-based number of the pass over all examples.
+        n: number of examples.
+
+    Returns:
+        The ``(n,)`` int64 permutation of ``0 .. n - 1``.
+
     >>> sorted(pass_permutation(0, 3, 5).tolist())
     [0, 1, 2, 3, 4]
     >>> pass_permutation(0, 3, 5).tolist() == pass_permutation(0, 3, 5).tolist()
@@ -157,7 +168,15 @@ def pass_permutation(seed: int, pass_index: int, n: int) -> np.ndarray:
 
 
 def steps_in_epoch(n: int, batch_size: int, steps_per_epoch: int | None) -> int:
-    """Batches per epoch: ``steps_per_epoch``, or the whole batches of one pass (``n // batch_size``).
+    """Batches per epoch: ``steps_per_epoch``, or the whole batches of one pass.
+
+    Args:
+        n: examples in the partition.
+        batch_size: examples per batch.
+        steps_per_epoch: the configured batches per epoch; None or 0 means one pass.
+
+    Returns:
+        The number of batches per epoch.
 
     >>> steps_in_epoch(14, 4, None), steps_in_epoch(14, 4, 10)
     (3, 10)

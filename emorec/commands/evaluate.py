@@ -15,7 +15,12 @@ DESCRIPTION = "Score a training run's best model on whole recordings, AVEC 2016 
 
 
 def add_arguments(parser) -> None:
-    """The ``evaluate`` options."""
+    """Add the ``evaluate`` positional argument and options to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``evaluate`` subcommand (or of
+            ``python -m emorec.evaluate``); changed in place.
+    """
     from emorec.evaluate import POSTPROCESS_MODES
 
     parser.add_argument("run_dir", type=Path, help="training run directory (holds best.keras, config.yaml)")
@@ -34,7 +39,16 @@ def add_arguments(parser) -> None:
 
 
 def summary(result: dict) -> str:
-    """The lines printed after an evaluation: CCC and RMSE per dimension, raw and post-processed."""
+    """The lines printed after an evaluation: CCC and RMSE per dimension, raw and post-processed.
+
+    Args:
+        result: the dict returned by :func:`emorec.evaluate.evaluate_run` (``model``,
+            ``partition``, ``num_recordings``, ``eval_window``, ``raw``, optional
+            ``postprocessed`` and ``note``, ``out_dir``).
+
+    Returns:
+        The summary text, one line per dimension and stage, without a final newline.
+    """
     lines = [f"{result['model']} on {result['partition']} ({result['num_recordings']} recordings, "
              f"eval window {result['eval_window']['mode']})"]
     for key in ("raw", "postprocessed"):
@@ -52,7 +66,20 @@ def summary(result: dict) -> str:
 
 
 def run(args) -> int:
-    """Evaluate and print the summary."""
+    """Evaluate the run's best model on a partition and print the summary.
+
+    Args:
+        args: the :class:`argparse.Namespace` parsed with :func:`add_arguments`'s options
+            (``run_dir``, ``data``, ``partition``, ``postprocess``, ``eval_window``,
+            ``chunk_frames``, ``protocol``, ``out``, ``no_plots``, ``no_progress``).
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: the run, dataset or settings are unusable (from
+            :func:`emorec.evaluate.evaluate_run`); the CLI exits with status 2.
+    """
     from emorec.commands.build import progress
     from emorec.evaluate import evaluate_run
 

@@ -16,7 +16,12 @@ FORMAT_CHOICES = ("savedmodel", "onnx", "litert")  # emorec.export_formats.FORMA
 
 
 def add_arguments(parser) -> None:
-    """The ``export`` options."""
+    """Add the ``export`` positional arguments and options to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``export`` subcommand (or of
+            ``python -m emorec.export``); changed in place.
+    """
     parser.add_argument("run_dir", type=Path, help="training run directory (best.keras, config.yaml)")
     parser.add_argument("out_dir", type=Path, help="export directory to write")
     parser.add_argument("--format", dest="formats", nargs="+", choices=FORMAT_CHOICES, default=["savedmodel"],
@@ -27,7 +32,19 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Export and say what was written."""
+    """Export the run's best model and print what was written, with each format's check.
+
+    Args:
+        args: the :class:`argparse.Namespace` parsed with :func:`add_arguments`'s options
+            (``run_dir``, ``out_dir``, ``formats``, ``no_streaming``).
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: an unusable run directory, an unknown or unavailable format, or an output
+            directory that cannot be written (from :func:`emorec.export.export_run`).
+    """
     from emorec.export import export_run
 
     info = export_run(args.run_dir, args.out_dir, streaming=not args.no_streaming, formats=args.formats)

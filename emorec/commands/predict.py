@@ -20,7 +20,12 @@ WINDOW_CHOICES = ("whole", "train")  # emorec.predict.WINDOW_CHOICES
 
 
 def add_arguments(parser) -> None:
-    """The ``predict`` options."""
+    """Add the ``predict`` positional arguments and options to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``predict`` subcommand (or of
+            ``python -m emorec.predict``); changed in place.
+    """
     parser.add_argument("export_dir", type=Path, help="directory written by emorec export")
     parser.add_argument("media", type=Path, help="a wav (audio models) or mp4 file")
     parser.add_argument("--out", type=Path, required=True, help="CSV to write (see --index)")
@@ -46,7 +51,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Check the outputs can be written, predict, write the CSV (and the plot), say how many frames."""
+    """Check the outputs can be written, predict, write the CSV (and the plot), say how many frames.
+
+    Args:
+        args: the :class:`argparse.Namespace` parsed with :func:`add_arguments`'s options
+            (``export_dir``, ``media``, ``out``, ``index``, ``plot``, ``runtime``, ``stream``,
+            ``chunk_frames``, ``window``, ``postprocess``, ``cache_dir``, ``no_progress``).
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        ConfigError: the plot cannot be written.
+        EmorecError: an output that cannot be written, or an unusable export, medium or
+            option (from :func:`emorec.predict.predict_media` and :mod:`emorec.outputs`).
+    """
     from emorec.commands.build import progress
     from emorec.outputs import check_output_file, write_output_file
     from emorec.predict import predict_media, prediction_table, table_csv_bytes

@@ -12,13 +12,31 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    """The ``validate`` options."""
+    """Add the ``validate`` positional argument and options to ``parser``.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``validate`` subcommand (or of
+            ``python -m tfrecords_tools.validate``); changed in place.
+    """
     parser.add_argument("data_dir", type=Path, help="dataset directory (holds manifest.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    """Validate; 0 when clean, 1 when faults were found."""
+    """Validate; 0 when clean, 1 when faults were found.
+
+    Each fault and oddity is logged, then a one-line verdict printed.
+
+    Args:
+        args: the :class:`argparse.Namespace` parsed with :func:`add_arguments`'s options
+            (``data_dir``, ``no_progress``).
+
+    Returns:
+        The exit status: 0 when clean, 1 when faults were found (warnings alone do not count).
+
+    Raises:
+        DatasetError: the manifest is missing or unreadable (the CLI exits with status 2).
+    """
     from emorec.commands.build import progress
     from emorec.corpus.validate import validate_dataset
 

@@ -52,56 +52,149 @@ def _is_number(value) -> bool:
 
 
 def positive_int(key: str, value):
-    """An integer >= 1."""
+    """An integer >= 1 (booleans are not integers here).
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as an int.
+
+    Raises:
+        FieldError: ``value`` is not an integer or is below 1.
+
+    >>> positive_int("data.batch_size", 25)
+    25
+    """
     if not (_is_int(value) and value >= 1):
         raise FieldError(key, f"must be a positive integer, got {value!r}")
     return int(value)
 
 
 def non_negative_int(key: str, value):
-    """An integer >= 0."""
+    """An integer >= 0 (booleans are not integers here).
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as an int.
+
+    Raises:
+        FieldError: ``value`` is not an integer or is negative.
+    """
     if not (_is_int(value) and value >= 0):
         raise FieldError(key, f"must be a non-negative integer, got {value!r}")
     return int(value)
 
 
 def positive_number(key: str, value):
-    """A finite number > 0 (returned as float)."""
+    """A finite number > 0 (returned as float).
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        FieldError: ``value`` is not a finite number (booleans excluded) or is not above 0.
+
+    >>> positive_number("optimizer.learning_rate", 1)
+    1.0
+    """
     if not (_is_number(value) and value > 0):
         raise FieldError(key, f"must be a positive number, got {value!r}")
     return float(value)
 
 
 def non_negative_number(key: str, value):
-    """A finite number >= 0 (returned as float)."""
+    """A finite number >= 0 (returned as float).
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        FieldError: ``value`` is not a finite number (booleans excluded) or is negative.
+    """
     if not (_is_number(value) and value >= 0):
         raise FieldError(key, f"must be a non-negative number, got {value!r}")
     return float(value)
 
 
 def number(key: str, value):
-    """Any finite number (returned as float)."""
+    """Any finite number (returned as float).
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        FieldError: ``value`` is not a number (booleans excluded), or is NaN or infinite.
+    """
     if not _is_number(value):
         raise FieldError(key, f"must be a number, got {value!r}")
     return float(value)
 
 
 def boolean(key: str, value):
-    """``true`` or ``false``."""
+    """``true`` or ``false``.
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        FieldError: ``value`` is not a bool (``0``/``1`` are refused).
+    """
     if not isinstance(value, bool):
         raise FieldError(key, f"must be true or false, got {value!r}")
     return value
 
 
 def text(key: str, value):
-    """A non-empty string."""
+    """A non-empty string.
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        FieldError: ``value`` is not a string, or is empty.
+    """
     if not (isinstance(value, str) and value):
         raise FieldError(key, f"must be a non-empty string, got {value!r}")
     return value
 
 
 def choice(*options) -> Callable:
-    """One of ``options``."""
+    """A rule accepting one of ``options``.
+
+    Args:
+        *options: the allowed values (compared with ``in``).
+
+    Returns:
+        The rule ``(key, value) -> value``, raising :class:`FieldError` for anything else.
+
+    >>> choice("audio", "video")("data.modality", "audio")
+    'audio'
+    """
 
     def rule(key: str, value):
         if value not in options:
@@ -113,7 +206,18 @@ def choice(*options) -> Callable:
 
 
 def fraction(low_open: bool = False, high_open: bool = True) -> Callable:
-    """A number in [0, 1) by default; ``low_open``/``high_open`` exclude the ends."""
+    """A rule accepting a number in [0, 1) by default; ``low_open``/``high_open`` exclude the ends.
+
+    Args:
+        low_open: refuse 0 (the interval is open at 0).
+        high_open: refuse 1 (the interval is open at 1); False allows 1.
+
+    Returns:
+        The rule ``(key, value) -> float``, raising :class:`FieldError` outside the interval.
+
+    >>> fraction(high_open=False)("data.dropout", 1)
+    1.0
+    """
 
     def rule(key: str, value):
         ok = _is_number(value) and (value > 0 if low_open else value >= 0) and (
@@ -127,7 +231,14 @@ def fraction(low_open: bool = False, high_open: bool = True) -> Callable:
 
 
 def optional(rule: Callable) -> Callable:
-    """``null`` or whatever ``rule`` accepts."""
+    """A rule accepting ``null`` or whatever ``rule`` accepts.
+
+    Args:
+        rule: the rule applied to every value but None.
+
+    Returns:
+        The rule ``(key, value) -> None | rule(key, value)``.
+    """
 
     def checked(key: str, value):
         return None if value is None else rule(key, value)
@@ -137,7 +248,20 @@ def optional(rule: Callable) -> Callable:
 
 
 def list_of(rule: Callable, *, non_empty: bool = True, unique: bool = True) -> Callable:
-    """A list whose items each pass ``rule``; returned as a tuple."""
+    """A rule accepting a list whose items each pass ``rule``; the value is returned as a tuple.
+
+    Args:
+        rule: the rule applied to every item (its errors name the item as ``key[i]``).
+        non_empty: refuse an empty list.
+        unique: refuse a list holding an item twice (compared after ``rule``).
+
+    Returns:
+        The rule ``(key, value) -> tuple``, raising :class:`FieldError` for a string or
+        non-list, an empty list (``non_empty``), a repeated item (``unique``) or a bad item.
+
+    >>> list_of(positive_int)("data.sizes", [1, 2])
+    (1, 2)
+    """
 
     def checked(key: str, value):
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
@@ -154,7 +278,18 @@ def list_of(rule: Callable, *, non_empty: bool = True, unique: bool = True) -> C
 
 def setting(default=dataclasses.MISSING, rule: Callable | None = None, *, default_factory=dataclasses.MISSING,
             doc: str = ""):
-    """A dataclass field with a rule (checked on creation) and a one-line description."""
+    """A dataclass field with a rule (checked on creation) and a one-line description.
+
+    Args:
+        default: the default value (immutable values only; else use ``default_factory``);
+            leave out for a required setting.
+        rule: ``(key, value) -> value`` applied when the section is created (None: no check).
+        default_factory: a zero-argument callable making the default.
+        doc: the one-line description shown in the config reference.
+
+    Returns:
+        The :func:`dataclasses.field`, with ``rule`` and ``doc`` in its metadata.
+    """
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={"rule": rule, "doc": doc})
 
@@ -179,11 +314,22 @@ class Section:
         self.check()
 
     def check(self) -> None:
-        """Rules between settings; raise :class:`FieldError` naming the setting at fault."""
+        """Rules between settings; raise :class:`FieldError` naming the setting at fault.
+
+        The base section has none; subclasses override this (it runs after every
+        setting's own rule, in ``__post_init__``).
+
+        Raises:
+            FieldError: in subclasses, when settings contradict each other.
+        """
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        """The setting names, in declaration order."""
+        """The setting names, in declaration order.
+
+        Returns:
+            A tuple of the field names of ``cls``.
+        """
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
@@ -222,16 +368,41 @@ class Section:
             raise ConfigError(f"{origins.of(f'{section}.{key}')}: {section}.{exc.key} {exc.message}") from None
 
     def to_dict(self) -> dict:
-        """Plain YAML-ready values (tuples as lists, nested sections as dicts)."""
+        """Plain YAML-ready values (tuples as lists, nested sections as dicts).
+
+        Returns:
+            ``{setting: value}`` in declaration order.
+        """
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def replace(self, **changes):
-        """A copy with ``changes`` (checked like a new section)."""
+        """A copy with ``changes`` (checked like a new section).
+
+        Args:
+            **changes: new values by setting name.
+
+        Returns:
+            The new section of the same class.
+
+        Raises:
+            FieldError: a changed value breaks a rule (not turned into ConfigError here).
+        """
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def coerce(cls, value, origins: Origins | str = "<config>"):
-        """``value`` itself if it is a ``cls``, else ``cls.from_dict(value)``."""
+        """``value`` itself if it is a ``cls``, else ``cls.from_dict(value)``.
+
+        Args:
+            value: a section of this class, a mapping of its settings, or None (all defaults).
+            origins: where a mapping's values came from (an :class:`Origins`, or one label).
+
+        Returns:
+            The section.
+
+        Raises:
+            ConfigError: a mapping with unknown keys or bad values.
+        """
         return value if isinstance(value, cls) else cls.from_dict(value, origins)
 
 
@@ -256,7 +427,13 @@ class Origins:
         self._by_key: dict[str, str] = {}
 
     def record(self, doc: Mapping, label: str, prefix: str = "") -> None:
-        """Note ``label`` as the origin of every key (and sub-key) of ``doc``."""
+        """Note ``label`` as the origin of every key (and sub-key) of ``doc``.
+
+        Args:
+            doc: a nested mapping of settings that came from one source.
+            label: how to name that source in errors (a path, ``--set key=value``...).
+            prefix: dotted prefix of ``doc``'s keys (with its trailing dot), for sub-mappings.
+        """
         for key, value in doc.items():
             dotted = f"{prefix}{key}"
             self._by_key[dotted] = label
@@ -264,7 +441,14 @@ class Origins:
                 self.record(value, label, f"{dotted}.")
 
     def of(self, dotted: str) -> str:
-        """The origin of ``dotted`` (or of its nearest recorded parent; else the default)."""
+        """The origin of ``dotted`` (or of its nearest recorded parent; else the default).
+
+        Args:
+            dotted: a dotted setting key such as ``data.batch_size``.
+
+        Returns:
+            The label recorded for the key or its nearest parent, else the default label.
+        """
         parts = dotted.split(".")
         for end in range(len(parts), 0, -1):
             label = self._by_key.get(".".join(parts[:end]))
@@ -307,12 +491,26 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 
 def dump_yaml(doc: Mapping) -> str:
-    """YAML text of a mapping, keys in their given order."""
+    """YAML text of a mapping, keys in their given order.
+
+    Args:
+        doc: a mapping; sections and tuples inside it become plain dicts and lists.
+
+    Returns:
+        The YAML document text.
+    """
     return yaml.safe_dump(_plain(dict(doc)), sort_keys=False)
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
     """Recursive merge; values of ``override`` win, nested mappings merge key by key.
+
+    Args:
+        base: the mapping to start from (not modified).
+        override: the mapping whose values replace or extend ``base``'s (not modified).
+
+    Returns:
+        A new dict (deep copies of both inputs' values).
 
     >>> deep_merge({"data": {"window": 6.0, "batch_size": 25}}, {"data": {"batch_size": 4}})
     {'data': {'window': 6.0, 'batch_size': 4}}
@@ -360,7 +558,18 @@ def parse_override(text_: str, source: str = "--set") -> dict:
 
 
 def flatten(doc: Mapping, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """``(dotted key, value)`` of every leaf of a nested mapping."""
+    """``(dotted key, value)`` of every leaf of a nested mapping.
+
+    Args:
+        doc: the nested mapping (an empty sub-mapping counts as a leaf).
+        prefix: dotted prefix for the keys (with its trailing dot).
+
+    Yields:
+        ``(dotted key, value)`` pairs, depth first in key order.
+
+    >>> list(flatten({"data": {"window": 6.0}, "seed": 1}))
+    [('data.window', 6.0), ('seed', 1)]
+    """
     for key, value in doc.items():
         if isinstance(value, Mapping) and value:
             yield from flatten(value, f"{prefix}{key}.")

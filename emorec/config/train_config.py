@@ -27,17 +27,29 @@ _TOP_LEVEL = (*SECTIONS, "demo", "run")
 
 
 def train_config_dir() -> Path:
-    """The repository's ``train/`` directory (next to the installed ``emorec`` package)."""
+    """The repository's ``train/`` directory (next to the installed ``emorec`` package).
+
+    Returns:
+        The absolute path of ``train/`` beside the ``emorec`` package folder (it exists only in
+        a checkout, e.g. an editable install; not checked here).
+    """
     import emorec
 
     return Path(emorec.__file__).resolve().parent.parent / "train"
 
 
 def config_path_for(model_name: str) -> Path:
-    """``train/<model_name>.yaml``.
+    """The shipped training config of a model, ``train/<model_name>.yaml``.
+
+    Args:
+        model_name: the model's registry name (e.g. ``e2e_av``).
+
+    Returns:
+        The path of the existing YAML file.
 
     Raises:
-        ConfigError: the directory or the file does not exist (the message lists the models that have one).
+        ConfigError: the directory or the file does not exist (the message lists the models
+            that have one).
     """
     directory = train_config_dir()
     path = directory / f"{model_name}.yaml"
@@ -75,22 +87,55 @@ class TrainConfig:
         return self.data.window_frames
 
     def to_dict(self) -> dict:
-        """The settings as plain YAML-ready values (``run`` included when present)."""
+        """The settings as plain YAML-ready values (``run`` included when present).
+
+        Returns:
+            ``{section: {setting: value}}`` for every name of :data:`SECTIONS`, plus ``run``.
+        """
         doc = {name: getattr(self, name).to_dict() for name in SECTIONS}
         if self.run:
             doc["run"] = dict(self.run)
         return doc
 
     def replace(self, **sections) -> TrainConfig:
-        """A copy with whole sections replaced (``config.replace(training=config.training.replace(epochs=2))``)."""
+        """A copy with whole sections replaced.
+
+        ``config.replace(training=config.training.replace(epochs=2))`` changes one setting.
+
+        Args:
+            **sections: new section objects by field name (``model``, ``data``, ``optimizer``,
+                ``training``, ``loss``, ``run``, ``source``); not checked against each other.
+
+        Returns:
+            The new :class:`TrainConfig`.
+        """
         return dataclasses.replace(self, **sections)
 
     def with_overrides(self, overrides: Iterable[str]) -> TrainConfig:
-        """This config with ``--set``-style overrides applied and checked again."""
+        """This config with ``--set``-style overrides applied and checked again.
+
+        Args:
+            overrides: ``key.sub=value`` strings, the value read as YAML.
+
+        Returns:
+            The new, re-resolved :class:`TrainConfig`.
+
+        Raises:
+            ConfigError: an override names an unknown section or key, or sets a bad value.
+        """
         return resolve_config(self.to_dict(), overrides=overrides, source_name=self.source)
 
     def save(self, run_dir, run_info: Mapping | None = None) -> Path:
-        """Write ``RUN_DIR/config.yaml`` atomically (with a ``run:`` record when given)."""
+        """Write ``RUN_DIR/config.yaml`` atomically (with a ``run:`` record when given).
+
+        Args:
+            run_dir: the training run directory (created if missing).
+            run_info: where and how the run ran (stored under ``run:``, replacing this config's own
+                ``run`` record); None keeps the existing record.
+
+        Returns:
+            The path of the written ``config.yaml``.
+        """
         from emorec.manifest import atomic_write_bytes
         from emorec.rundir import RunDir
 
@@ -217,6 +262,12 @@ def _check_across(config: TrainConfig, spec, origins: Origins) -> None:
 
 def load_run_config(run_dir) -> TrainConfig:
     """The resolved config a training run saved (``RUN_DIR/config.yaml``).
+
+    Args:
+        run_dir: a directory written by ``emorec train``.
+
+    Returns:
+        The :class:`TrainConfig`, resolved again from the saved file (``demo:`` already merged).
 
     Raises:
         ConfigError: the file is missing or no longer a valid config (naming it).

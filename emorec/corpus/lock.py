@@ -37,7 +37,17 @@ class BuildLockedError(DatasetError):
 
 
 def lock_path(out: str | os.PathLike) -> Path:
-    """The lock file of dataset directory ``out``."""
+    """The lock file of dataset directory ``out``.
+
+    Args:
+        out: the dataset (build output) directory.
+
+    Returns:
+        ``out/.emorec-build.lock`` (whether or not it exists).
+
+    >>> lock_path("data/demo").as_posix()
+    'data/demo/.emorec-build.lock'
+    """
     return Path(out) / LOCK_NAME
 
 
@@ -132,8 +142,18 @@ def _create(path: Path, owner: dict) -> bool:
 def acquire(out: str | os.PathLike) -> dict:
     """Take the lock of ``out`` for this process; returns what was written in it.
 
+    A stale lock (its process gone from this host) is taken over with a warning.
+
+    Args:
+        out: the dataset directory to lock (must exist).
+
+    Returns:
+        The owner record written into the lock: ``pid``, ``host``, ``process_start``,
+        ``started`` (ISO time) and ``command``; pass it to :func:`release`.
+
     Raises:
-        BuildLockedError: a live build (or one on another host, or an unreadable lock) holds it.
+        BuildLockedError: a live build (or one on another host, or an unreadable lock) holds it,
+            or other builds kept taking it over five attempts.
     """
     path = lock_path(out)
     owner = _owner()
@@ -168,7 +188,14 @@ def acquire(out: str | os.PathLike) -> dict:
 
 
 def release(out: str | os.PathLike, owner: dict) -> None:
-    """Remove the lock of ``out`` if it is still ``owner``'s."""
+    """Remove the lock of ``out`` if it is still ``owner``'s.
+
+    A lock already gone, or now held by another process, is left alone.
+
+    Args:
+        out: the dataset directory.
+        owner: the record :func:`acquire` returned (its ``pid`` and ``host`` are compared).
+    """
     path = lock_path(out)
     try:
         holder = _read(path)
@@ -182,6 +209,12 @@ def release(out: str | os.PathLike, owner: dict) -> None:
 @contextlib.contextmanager
 def build_lock(out: str | os.PathLike) -> Iterator[dict]:
     """Hold the lock of ``out`` for the ``with`` block; released on return, error and Ctrl-C.
+
+    Args:
+        out: the dataset directory to lock (must exist).
+
+    Yields:
+        The owner record written into the lock (see :func:`acquire`).
 
     Raises:
         BuildLockedError: see :func:`acquire`.

@@ -113,7 +113,22 @@ def _check_record(
 
 
 def check_shard(data_dir: Path, shard: ShardInfo, manifest: DatasetManifest, bar=None) -> ValidationResult:
-    """Check one shard file and all its records against the manifest."""
+    """Check one shard file and all its records against the manifest.
+
+    Faults are collected, not raised: a missing, resized or altered file, records that do not
+    decode, a wrong ``start_frame`` sequence, a record disagreeing with the manifest, and a
+    truncated or corrupt file all become ``errors`` entries naming the file and window.
+
+    Args:
+        data_dir: the dataset directory (``shard.path`` is relative to it).
+        shard: the manifest's entry for the shard (recording, partition, frames, windows,
+            bytes, SHA-256).
+        manifest: the dataset's manifest (its options give window, hop, face size, modalities).
+        bar: a progress bar advanced by one per record checked (``tqdm``-like ``update``), or None.
+
+    Returns:
+        The shard's :class:`ValidationResult` (``shards`` 1, its frames, the windows read).
+    """
     result = ValidationResult(shards=1, frames=shard.frames)
     path = data_dir / shard.path
     where = str(path)

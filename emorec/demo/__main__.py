@@ -10,7 +10,15 @@ from emorec.errors import EmorecError
 
 
 def main(argv=None) -> int:
-    """Parse the arguments, write the corpus and print the path of recordings.csv."""
+    """Parse the arguments, write the corpus and print the path of recordings.csv.
+
+    Args:
+        argv: the command-line arguments (``OUT [--seed N]``); None reads ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 when written, 2 when the media could not be written (the error is
+        printed to stderr).
+    """
     parser = argparse.ArgumentParser(prog="python -m emorec.demo", description=__doc__)
     parser.add_argument("out_dir", help="directory to write recordings.csv, media/ and labels/ into")
     parser.add_argument("--seed", type=int, default=0)

@@ -30,7 +30,22 @@ class EmotionCurve:
 
 
 def random_curve(rng: np.random.Generator) -> EmotionCurve:
-    """Draw one subject's curves; arousal and valence are independent."""
+    """Draw one subject's curves; arousal and valence are independent.
+
+    Each dimension gets four sinusoids with periods of 4 to 24 s, scaled so their sum has a
+    standard deviation near 0.8, and an offset in ``[-0.25, 0.25)``.
+
+    Args:
+        rng: the random generator to draw from (advanced by the draws).
+
+    Returns:
+        The :class:`EmotionCurve`.
+
+    >>> curve = random_curve(np.random.default_rng(0))
+    >>> values = curve([0.0, 0.04, 10.0])
+    >>> values.shape, bool(np.all(np.abs(values) < 1))
+    ((3, 2), True)
+    """
     amplitudes = rng.uniform(0.5, 1.0, size=(2, _COMPONENTS))
     # Scale so the summed sinusoids have a standard deviation near 0.8: after
     # tanh the curves cover most of (-1, 1) without sitting at the ends.

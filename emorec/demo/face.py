@@ -54,7 +54,21 @@ class Pose:
 
 
 def expression_for(arousal: float, valence: float, mouth_open: float) -> Expression:
-    """Map label values to the face: a fixed, instantaneous map shared by all subjects."""
+    """Map label values to the face: a fixed, instantaneous map shared by all subjects.
+
+    Args:
+        arousal: the arousal label, nominally in ``[-1, 1]``; opens the eyes
+            (``0.7 + 0.3 * arousal``) and raises the brows.
+        valence: the valence label, nominally in ``[-1, 1]``; the smile (negative: frown).
+        mouth_open: the speech envelope of the frame, clipped to ``[0, 1]``.
+
+    Returns:
+        The :class:`Expression` (the clip demo's extra fields at 0).
+
+    >>> e = expression_for(1.0, -0.5, 2.0)
+    >>> e.eye_open, e.brow_raise, e.smile, e.mouth_open
+    (1.0, 1.0, -0.5, 1.0)
+    """
     return Expression(
         eye_open=float(0.7 + 0.3 * arousal),
         brow_raise=float(arousal),
@@ -125,7 +139,15 @@ class Palette:
 
 
 def palette_for(look: Look) -> Palette:
-    """Derive every drawing colour from the subject's skin, hair and background."""
+    """Derive every drawing colour from the subject's skin, hair and background.
+
+    Args:
+        look: the subject's look (RGB colours in 0..255).
+
+    Returns:
+        The :class:`Palette` (shades of the skin, hair and lower background; fixed mouth, eye
+        white and pupil colours).
+    """
     lips = _shade(look.skin, 0.55)
     return Palette(
         skin=look.skin,
@@ -145,7 +167,14 @@ def palette_for(look: Look) -> Palette:
 
 
 def draw_face(img: np.ndarray, pose: Pose, expr: Expression, colours: Palette) -> None:
-    """Draw the head, hair, ears, eyes, brows, nose and mouth onto ``img`` (RGB, in place)."""
+    """Draw the head, hair, ears, eyes, brows, nose and mouth onto ``img`` (RGB, in place).
+
+    Args:
+        img: the ``(H, W, 3)`` uint8 RGB frame to draw on (modified).
+        pose: where the head is (centre and half-width in pixels, roll in degrees).
+        expr: the face state of the frame.
+        colours: the subject's palette.
+    """
     tf = _Transform(pose)
     # Neck and shoulders, then hair behind the head, then the head itself.
     cv2.fillPoly(img, [tf.points(_NECK)], colours.neck, cv2.LINE_AA, _SHIFT)
@@ -209,7 +238,25 @@ def draw_face(img: np.ndarray, pose: Pose, expr: Expression, colours: Palette) -
 
 
 def backdrop(width: int, height: int, look: Look, side: float) -> tuple[np.ndarray, np.ndarray]:
-    """A vertical colour gradient ``(H, W, 3)`` uint8 and a side-light gain map for the subject."""
+    """A vertical colour gradient ``(H, W, 3)`` uint8 and a side-light gain map for the subject.
+
+    Args:
+        width: frame width ``W`` in pixels.
+        height: frame height ``H`` in pixels.
+        look: the subject's look (background colours at top and bottom, overall light).
+        side: side-light direction in ``[-1, 1]``: > 0 brighter on the right, up to +-17.5 %
+            at the edges.
+
+    Returns:
+        ``(background, gain)``: the ``(H, W, 3)`` uint8 gradient and the ``(1, W, 1)`` float32
+        brightness factors (``look.light`` times the side light).
+
+    >>> from emorec.demo.spec import Look
+    >>> look = Look((200, 150, 120), (40, 30, 20), (100, 100, 100), (50, 50, 50), 0.25, 1.0)
+    >>> background, gain = backdrop(8, 6, look, 0.5)
+    >>> background.shape, background[0, 0].tolist(), background[-1, 0].tolist(), gain.shape
+    ((6, 8, 3), [100, 100, 100], [50, 50, 50], (1, 8, 1))
+    """
     ramp = np.linspace(0, 1, height)[:, None, None]
     top, bottom = np.array(look.background_top), np.array(look.background_bottom)
     background = np.broadcast_to(top + (bottom - top) * ramp, (height, width, 3))
@@ -224,7 +271,16 @@ def _background(spec: DemoSpec, look: Look, side: float) -> tuple[np.ndarray, np
 
 
 def finish_frame(img: np.ndarray, gain: np.ndarray, flicker: float) -> np.ndarray:
-    """Soften a drawn frame like a webcam's and apply the side light and flicker; uint8 RGB."""
+    """Soften a drawn frame like a webcam's and apply the side light and flicker; uint8 RGB.
+
+    Args:
+        img: the ``(H, W, 3)`` uint8 drawn frame.
+        gain: per-pixel brightness factors broadcastable to ``img`` (from :func:`backdrop`).
+        flicker: the frame's overall brightness factor (about 1).
+
+    Returns:
+        The Gaussian-blurred (sigma 1.2 px), lit ``(H, W, 3)`` uint8 frame.
+    """
     # A slightly soft image, like a webcam's: hard cartoon edges lower MTCNN's scores.
     img = cv2.GaussianBlur(img, (0, 0), _BLUR_SIGMA)
     return np.clip(img * (gain * np.float32(flicker)), 0, 255).astype(np.uint8)
@@ -241,13 +297,29 @@ class Motion:
     flicker_phase: float
 
     def at(self, times) -> np.ndarray:
-        """Return ``(len(times), 4)``: x, y offsets (fraction of the frame), roll (deg), scale."""
+        """Return ``(len(times), 4)``: x, y offsets (fraction of the frame), roll (deg), scale.
+
+        Args:
+            times: times in seconds, any shape (flattened).
+
+        Returns:
+            The ``(N, 4)`` float64 head motion: x and y offsets of the centre as fractions of the
+            frame width and height, roll in degrees, and relative head-size change.
+        """
         t = np.asarray(times, dtype=np.float64).reshape(-1, 1, 1)
         return (self.amplitudes * np.sin(2 * np.pi * self.frequencies * t + self.phases)).sum(axis=-1)
 
 
 def random_motion(rng: np.random.Generator) -> Motion:
-    """Draw a subject's head motion and lighting direction."""
+    """Draw a subject's head motion and lighting direction.
+
+    Args:
+        rng: the random generator to draw from (advanced).
+
+    Returns:
+        The :class:`Motion`: two sinusoids per degree of freedom with periods of 5 to 20 s,
+        a side light in ``[-1, 1)`` and a flicker phase.
+    """
     scale = np.array([0.06, 0.04, 4.0, 0.05])[:, None]
     return Motion(
         amplitudes=scale * rng.uniform(0.3, 0.7, size=(4, 2)),
@@ -261,7 +333,19 @@ def random_motion(rng: np.random.Generator) -> Motion:
 def iter_face_frames(
     curve: EmotionCurve, look: Look, motion: Motion, mouth_open: np.ndarray, spec: DemoSpec
 ) -> Iterator[np.ndarray]:
-    """Yield the recording's RGB uint8 frames one by one (frame i shows time i / fps)."""
+    """Yield the recording's RGB uint8 frames one by one (frame i shows time i / fps).
+
+    Args:
+        curve: the subject's arousal and valence over time.
+        look: the subject's colours, head size and lighting.
+        motion: the subject's head sway and side light.
+        mouth_open: per-frame mouth opening in ``[0, 1]`` (from the speech); frames past its
+            end reuse its last value.
+        spec: the corpus settings (frame size, fps, frames per recording).
+
+    Yields:
+        ``spec.num_frames`` frames, each ``(spec.height, spec.width, 3)`` uint8 RGB.
+    """
     background, gain = _background(spec, look, motion.side_light)
     colours = palette_for(look)
     times = np.arange(spec.num_frames) / spec.fps

@@ -115,7 +115,23 @@ def _valence_tilt(x: np.ndarray, valence: np.ndarray, rate: int) -> np.ndarray:
 def synthesize_speech(
     curve: EmotionCurve, voice: Voice, num_samples: int, rate: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return float32 audio ``(num_samples,)`` and the per-40-ms-frame mouth opening in [0, 1]."""
+    """Return float32 audio ``(num_samples,)`` and the per-40-ms-frame mouth opening in [0, 1].
+
+    The speech-like audio follows the emotion curves sample by sample.
+
+    Args:
+        curve: the subject's arousal and valence over time (arousal sets loudness, pitch and
+            syllable rate; valence the level above 1.5 kHz).
+        voice: the subject's pitch, formant scale and source brightness.
+        num_samples: length of the recording in samples.
+        rate: sample rate in Hz.
+        rng: the random generator for syllables, pitch jitter and noise (advanced).
+
+    Returns:
+        ``(audio, mouth_open)``: float32 audio ``(num_samples,)`` in ``[-0.99, 0.99]``, and
+        float64 ``(num_samples // frame,)`` mouth opening in ``[0, 1]`` per 40 ms frame
+        (the mean syllable envelope; the face animation uses it).
+    """
     times = np.arange(num_samples) / rate
     # The curves change over seconds: evaluating them every 5 ms and
     # interpolating is exact to ~1e-5 and far cheaper than per sample.

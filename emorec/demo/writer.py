@@ -32,7 +32,18 @@ _STREAM_CURVE, _STREAM_SPEECH, _STREAM_MOTION = 2, 3, 4
 
 
 def label_csv_bytes(times: np.ndarray, values: np.ndarray) -> bytes:
-    """Format a ``time,arousal,valence`` label track with fixed precision (byte-stable)."""
+    r"""Format a ``time,arousal,valence`` label track with fixed precision (byte-stable).
+
+    Args:
+        times: ``(N,)`` label times in seconds (written with 2 decimals).
+        values: ``(N, 2)`` arousal and valence (written with 6 decimals).
+
+    Returns:
+        The UTF-8 CSV text with a header line and a final newline.
+
+    >>> label_csv_bytes(np.array([0.0, 0.04]), np.array([[0.5, -0.25], [0.1, 0.0]])).decode()
+    'time,arousal,valence\n0.00,0.500000,-0.250000\n0.04,0.100000,0.000000\n'
+    """
     lines = [",".join(LABEL_COLUMNS)]
     lines += [f"{t:.2f},{a:.6f},{v:.6f}" for t, (a, v) in zip(times, values)]
     return ("\n".join(lines) + "\n").encode()
@@ -67,10 +78,27 @@ def _write_recording(root: Path, subject: Subject, spec: DemoSpec, seed: int) ->
 
 def write_demo_media(out_dir, *, seed: int = 0, progress: bool = True, spec: DemoSpec | None = None,
                      jobs: int = 1) -> Path:
-    """Write the synthetic demo corpus (wav, mp4, label csv per recording) and return its recordings.csv.
+    """Write the synthetic demo corpus: a wav, an mp4 and a label CSV per recording.
 
     ``jobs`` > 1 writes recordings in that many processes; every recording
     comes from its own random streams, so the files are the same either way.
+    ``recordings.csv`` is written last and atomically, so its presence means the media are
+    complete.
+
+    Args:
+        out_dir: the folder to write ``recordings.csv``, ``media/`` and ``labels/`` into
+            (created if missing).
+        seed: the corpus seed (same seed, same files).
+        progress: show a progress bar over the recordings.
+        spec: the corpus size and video format; None means :class:`DemoSpec` defaults.
+        jobs: number of processes writing recordings (``spawn`` start method).
+
+    Returns:
+        The path of the written ``recordings.csv``.
+
+    Raises:
+        ConfigError: ``out_dir`` is an existing file, or ``jobs`` is below 1.
+        MediaError: PyAV's ffmpeg has no usable video encoder (from :mod:`emorec.media.write`).
     """
     spec = spec or DemoSpec()
     root = Path(out_dir)

@@ -115,7 +115,17 @@ class AudioLevels:
         self.peak_sample = 0
 
     def add(self, rate: int, chunk: np.ndarray) -> None:
-        """Take in one chunk of float32 mono samples at ``rate``."""
+        """Take in one chunk of float32 mono samples at ``rate``.
+
+        Args:
+            rate: the chunk's sample rate in Hz (the file's own rate; the last one is kept).
+            chunk: ``(n,)`` float mono samples, full scale ``[-1, 1]``; an empty chunk is ignored.
+
+        >>> levels = AudioLevels()
+        >>> levels.add(100, np.array([0.1, -0.5, 0.2], np.float32))
+        >>> levels.peak, levels.peak_time
+        (0.5, 0.01)
+        """
         if not len(chunk):
             return
         self.rate = rate
@@ -196,7 +206,19 @@ def _iter_native(path: Path, levels: AudioLevels | None = None) -> Iterator[tupl
 
 
 def resampled_length(samples: int, rate: int, target_rate: int) -> int:
-    """Samples ``resample_poly`` makes of ``samples`` at ``rate`` resampled to ``target_rate``."""
+    """Samples ``resample_poly`` makes of ``samples`` at ``rate`` resampled to ``target_rate``.
+
+    Args:
+        samples: number of input samples.
+        rate: the input sample rate in Hz.
+        target_rate: the output sample rate in Hz.
+
+    Returns:
+        ``ceil(samples * up / down)`` with ``up / down`` the reduced rate ratio.
+
+    >>> resampled_length(44100, 44100, 16000), resampled_length(10, 3, 2)
+    (16000, 7)
+    """
     g = math.gcd(int(rate), int(target_rate))
     up, down = int(target_rate) // g, int(rate) // g
     return -(-samples * up // down)
@@ -248,14 +270,33 @@ class PolyphaseResampler:
         return out
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        """Add input samples; return the outputs that are now complete."""
+        """Add input samples; return the outputs that are now complete.
+
+        Args:
+            block: ``(n,)`` mono samples at the input rate (any length, even 0).
+
+        Returns:
+            The ``(m,)`` float32 outputs whose inputs have all arrived (possibly none).
+
+        >>> from scipy.signal import resample_poly
+        >>> x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+        >>> r = PolyphaseResampler(48000, 16000)
+        >>> y = np.concatenate([r.push(x[:300]), r.push(x[300:]), r.flush()])
+        >>> y.shape, bool(np.allclose(y, resample_poly(x, 1, 3), atol=1e-5))
+        ((334,), True)
+        """
         self.kept = np.concatenate((self.kept, np.asarray(block, np.float32)))
         self.inputs += len(block)
         # Output m needs inputs up to floor(m down / up): all there while m down < inputs up.
         return self._run(-(-self.inputs * self.up // self.down))
 
     def flush(self) -> np.ndarray:
-        """The remaining outputs, once every input has been pushed."""
+        """The remaining outputs, once every input has been pushed.
+
+        Returns:
+            The last ``(m,)`` float32 outputs (those that reach past the end, where zeros are
+            assumed), so that all outputs number :func:`resampled_length` of the inputs.
+        """
         return self._run(self.n_pre_remove + resampled_length(self.inputs, self.down, self.up))
 
 
@@ -302,12 +343,25 @@ def _resampled_chunks(path: Path, target_rate: int, run_samples: int) -> Iterato
 def iter_audio_blocks(
     path, target_rate: int = SAMPLE_RATE, block_samples: int = DEFAULT_BLOCK_SAMPLES
 ) -> Iterator[np.ndarray]:
-    """Yield a file's audio as float32 mono blocks of ``block_samples`` at ``target_rate`` (the last shorter).
+    """Stream a file's audio as float32 mono blocks of ``block_samples`` at ``target_rate``.
 
     Decodes and resamples as it goes, holding about one block; the blocks
     concatenated equal :func:`read_audio`. Raises MediaError like it, those
     found only at the end of the stream (truncation, empty) after the blocks
     before them.
+
+    Args:
+        path: the audio or video file (its first audio stream is read, channels averaged).
+        target_rate: output sample rate in Hz (the file's rate is resampled polyphase).
+        block_samples: samples per block (the last block shorter).
+
+    Returns:
+        An iterator of ``(block_samples,)`` float32 arrays (the last one shorter).
+
+    Raises:
+        ValueError: ``block_samples`` below 1.
+        MediaError: a missing, empty, unreadable or truncated file, no audio stream, or a NaN
+            or infinite sample (those found while decoding come from the iterator).
     """
     if block_samples < 1:
         raise ValueError(f"block_samples must be >= 1, got {block_samples}")
@@ -338,7 +392,18 @@ def audio_sample_count(path, target_rate: int = SAMPLE_RATE, levels: AudioLevels
 
 
 def read_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a file's (first) audio stream as float32 mono ``(N,)`` at ``target_rate``."""
+    """Read a file's (first) audio stream as float32 mono ``(N,)`` at ``target_rate``.
+
+    Args:
+        path: an audio (wav, flac, mp3...) or video file.
+        target_rate: output sample rate in Hz (16 kHz by default).
+
+    Returns:
+        The ``(N,)`` float32 samples, channels averaged, not normalised.
+
+    Raises:
+        MediaError: see :func:`iter_audio_blocks`.
+    """
     return np.concatenate(list(iter_audio_blocks(path, target_rate)))
 
 
@@ -355,7 +420,17 @@ class Moments:
         self.m2 = 0.0
 
     def add(self, block: np.ndarray) -> None:
-        """Take in one block of samples."""
+        """Take in one block of samples.
+
+        Args:
+            block: samples of any shape (flattened; accumulated in float64); empty is ignored.
+
+        >>> m = Moments()
+        >>> m.add(np.array([1.0, 2.0]))
+        >>> m.add(np.array([3.0, 4.0]))
+        >>> m.count, m.mean, round(m.std, 4)
+        (4, 2.5, 1.118)
+        """
         data = np.asarray(block, dtype=np.float64)
         n = data.size
         if n == 0:
@@ -375,13 +450,31 @@ class Moments:
 
 
 def standardize(samples: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """``(samples - mean) / std`` as float32; only centred where ``std`` marks silence."""
+    """``(samples - mean) / std`` as float32; only centred where ``std`` marks silence.
+
+    Args:
+        samples: the audio samples, any shape.
+        mean: the mean to subtract (e.g. the recording's, from :class:`Moments`).
+        std: the standard deviation to divide by; below 1e-6 the samples are only centred.
+
+    Returns:
+        The float32 array of ``samples``' shape.
+
+    >>> standardize(np.array([1.0, 3.0]), 2.0, 1.0)
+    array([-1.,  1.], dtype=float32)
+    """
     centred = np.asarray(samples, dtype=np.float64) - mean
     return (centred / normalization_scale(std)).astype(np.float32)
 
 
 def normalization_scale(std: float) -> float:
-    """What standardisation divides by: ``std``, or 1 where ``std`` marks silence (only centred then).
+    """What standardisation divides by: ``std``, or 1 where ``std`` marks silence.
+
+    Args:
+        std: a recording's standard deviation (silent below 1e-6).
+
+    Returns:
+        ``std`` as a float, or 1.0 for a silent recording.
 
     >>> normalization_scale(0.25), normalization_scale(0.0)
     (0.25, 1.0)
@@ -390,7 +483,22 @@ def normalization_scale(std: float) -> float:
 
 
 def normalize_audio(samples: np.ndarray, mode: str) -> np.ndarray:
-    """Apply the audio normalisation ``mode``: "none" (raw) or "recording" (zero mean, unit variance)."""
+    """Apply the audio normalisation ``mode``: "none" or "recording" (zero mean, unit variance).
+
+    Args:
+        samples: one recording's samples, any shape.
+        mode: ``"none"`` (returned as float32, unchanged) or ``"recording"`` (standardised
+            with the recording's own mean and population std; a silent one only centred).
+
+    Returns:
+        The float32 samples.
+
+    Raises:
+        ConfigError: an unknown ``mode``.
+
+    >>> normalize_audio(np.array([1.0, 3.0]), "recording")
+    array([-1.,  1.], dtype=float32)
+    """
     if mode not in AUDIO_NORMS:
         raise ConfigError(f"unknown audio_norm {mode!r} (expected one of {', '.join(AUDIO_NORMS)})")
     samples = np.asarray(samples, dtype=np.float32)
@@ -402,7 +510,23 @@ def normalize_audio(samples: np.ndarray, mode: str) -> np.ndarray:
 
 
 def frame_audio(samples: np.ndarray, num_frames: int) -> np.ndarray:
-    """Cut mono audio into ``(num_frames, 640)`` grid frames, zero-padding or trimming the tail."""
+    """Cut mono audio into 40 ms grid frames, zero-padding or trimming the tail.
+
+    Args:
+        samples: ``(N,)`` mono samples at :data:`~emorec.schema.SAMPLE_RATE`.
+        num_frames: number of 40 ms frames to make (from the recording's frame grid).
+
+    Returns:
+        The ``(num_frames, FRAME_SAMPLES)`` float32 frames; frame ``i`` holds samples
+        ``[i * FRAME_SAMPLES, (i + 1) * FRAME_SAMPLES)``.
+
+    Raises:
+        ValueError: ``samples`` is not 1-D, or ``num_frames`` is negative.
+
+    >>> frames = frame_audio(np.ones(FRAME_SAMPLES + 10), 2)
+    >>> frames.shape == (2, FRAME_SAMPLES), float(frames.sum())
+    (True, 650.0)
+    """
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1:
         raise ValueError(f"frame_audio expects mono (N,) audio, got shape {samples.shape}")

@@ -98,6 +98,9 @@ class FaceConfig:
       detections, that still counts as face found (interpolated).
     - ``refine_edges`` (True): detect the frames between a keyframe with a
       face and one without, to place the edge of a face-less run exactly.
+
+    Raises:
+        ConfigError: on creation, for a setting out of its range.
     """
 
     detect_every: int = 5
@@ -124,12 +127,26 @@ class FaceConfig:
                 raise ConfigError(f"face settings: {message}")
 
     def to_dict(self) -> dict:
-        """The settings as a JSON-serialisable dict."""
+        """The settings as a JSON-serialisable dict.
+
+        Returns:
+            ``{setting: value}`` for every field.
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> FaceConfig:
-        """Settings from a dict such as :meth:`to_dict` wrote; unknown keys are an error."""
+        """Settings from a dict such as :meth:`to_dict` wrote; unknown keys are an error.
+
+        Args:
+            values: ``{setting: value}``; missing settings take their defaults.
+
+        Returns:
+            The checked :class:`FaceConfig`.
+
+        Raises:
+            ConfigError: an unknown key, or a value out of range.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -140,7 +157,14 @@ class FaceConfig:
         return cls(**values)
 
     def detection_key(self) -> dict:
-        """The settings that change what the detector returns (the cache key's part)."""
+        """The settings that change what the detector returns (the cache key's part).
+
+        Returns:
+            ``detect_every``, ``detect_max_side``, ``min_confidence`` and ``refine_edges`` by name.
+
+        >>> FaceConfig().detection_key()["detect_every"]
+        5
+        """
         return {
             "detect_every": self.detect_every,
             "detect_max_side": self.detect_max_side,
@@ -177,6 +201,9 @@ class FaceTrack:
     included), ``landmarks (N, 5, 2)`` float32 frame pixels in
     :data:`LANDMARK_NAMES` order, ``found (N,)`` int8 (0 = no face: box and
     landmarks are the nearest found frame's).
+
+    Raises:
+        ValueError: on creation, when the arrays' shapes disagree.
     """
 
     boxes: np.ndarray
@@ -202,13 +229,25 @@ class FaceTrack:
         return len(self.found)
 
     def missing_runs(self) -> list[tuple[int, int]]:
-        """``(first, last)`` frame of every run of frames without a face (inclusive)."""
+        """``(first, last)`` frame of every run of frames without a face (inclusive).
+
+        Returns:
+            The runs in frame order; empty when every frame has a face.
+
+        >>> track = FaceTrack(np.zeros((5, 4)), np.zeros((5, 5, 2)), [1, 0, 0, 1, 0])
+        >>> track.missing_runs()
+        [(1, 2), (4, 4)]
+        """
         missing = np.concatenate([[0], (self.found == 0).astype(np.int8), [0]])
         edges = np.flatnonzero(np.diff(missing))
         return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
     def save(self, path) -> None:
-        """Write the track to an ``.npz`` file atomically."""
+        """Write the track to an ``.npz`` file atomically.
+
+        Args:
+            path: the file to write (its folder must exist).
+        """
         atomic_write_bytes(
             path,
             _npz_bytes(
@@ -221,7 +260,18 @@ class FaceTrack:
 
     @classmethod
     def load(cls, path) -> FaceTrack:
-        """Read a track written by :meth:`save`; a corrupt file raises :class:`MediaError`."""
+        """Read a track written by :meth:`save`; a corrupt file raises :class:`MediaError`.
+
+        Args:
+            path: the ``.npz`` file.
+
+        Returns:
+            The :class:`FaceTrack`.
+
+        Raises:
+            MediaError: the file is missing, unreadable, of another format version, or holds
+                arrays that are missing or disagree.
+        """
         path = Path(path)
         arrays = _read_npz(path, "face track", TRACK_FORMAT_VERSION)
         try:
@@ -247,7 +297,11 @@ class FaceDetections:
     landmarks: np.ndarray
 
     def save(self, path) -> None:
-        """Write the detections to an ``.npz`` file atomically."""
+        """Write the detections to an ``.npz`` file atomically.
+
+        Args:
+            path: the file to write (its folder must exist).
+        """
         atomic_write_bytes(
             path,
             _npz_bytes(
@@ -262,7 +316,19 @@ class FaceDetections:
 
     @classmethod
     def load(cls, path) -> FaceDetections:
-        """Read detections written by :meth:`save`; a corrupt file raises :class:`MediaError`."""
+        """Read detections written by :meth:`save`; a corrupt file raises :class:`MediaError`.
+
+        Args:
+            path: the ``.npz`` file.
+
+        Returns:
+            The checked :class:`FaceDetections`.
+
+        Raises:
+            MediaError: the file is missing, unreadable, of another format version, or its arrays
+                are missing, inconsistent (shapes, frame indices not increasing or out of range)
+                or hold NaN or inf for a kept face.
+        """
         path = Path(path)
         arrays = _read_npz(path, "face detections", DETECTIONS_FORMAT_VERSION)
         try:
@@ -290,7 +356,11 @@ class FaceDetections:
         return detections
 
     def first_non_finite(self) -> int | None:
-        """The first frame whose kept face has a NaN or infinite box or landmark, or None."""
+        """The first frame whose kept face has a NaN or infinite box or landmark, or None.
+
+        Returns:
+            The frame index (of the video, not of the detections), or None when all are finite.
+        """
         ok = self.ok.astype(bool)
         finite = np.isfinite(self.boxes).all(axis=1) & np.isfinite(self.landmarks).all(axis=(1, 2))
         bad = np.flatnonzero(ok & ~finite)
@@ -304,7 +374,11 @@ _DETECTOR_LOCK = threading.Lock()
 
 
 def default_detector():
-    """The process-wide MTCNN detector, built on first use (loading it imports TensorFlow)."""
+    """The process-wide MTCNN detector, built on first use (loading it imports TensorFlow).
+
+    Returns:
+        The shared ``mtcnn.MTCNN`` instance (thread-safe creation).
+    """
     global _DETECTOR
     with _DETECTOR_LOCK:
         if _DETECTOR is None:
@@ -319,7 +393,14 @@ def _is_mtcnn(detector) -> bool:
 
 
 def detector_name(detector) -> str:
-    """A name for the detector's kind and version, part of the cache key."""
+    """A name for the detector's kind and version, part of the cache key.
+
+    Args:
+        detector: the detector object, or None for the default MTCNN.
+
+    Returns:
+        ``mtcnn-<version>`` for MTCNN, else the detector's ``module.QualifiedClassName``.
+    """
     if detector is None or _is_mtcnn(detector):
         from importlib.metadata import version
 
@@ -347,7 +428,19 @@ def _rows_from_dicts(faces) -> np.ndarray:
 
 
 def detect_largest(detector, images: list[np.ndarray], config: FaceConfig) -> list[np.ndarray | None]:
-    """The largest face of each image as a 15-value row in that image's pixels, or None."""
+    """The largest face of each image as a 15-value row in that image's pixels, or None.
+
+    Args:
+        detector: an MTCNN instance (one batched call), or any object whose
+            ``detect_faces(image)`` returns MTCNN-style dicts (``box`` as x, y, w, h,
+            ``confidence``, ``keypoints``).
+        images: RGB uint8 ``(H, W, 3)`` images.
+        config: the face settings (``min_confidence`` drops weaker faces).
+
+    Returns:
+        Per image, the largest-area face above ``min_confidence`` as
+        ``[x0, y0, x1, y1, confidence, x, y of the 5 landmarks]`` (float64), or None.
+    """
     if not images:
         return []
     if _is_mtcnn(detector):
@@ -470,7 +563,24 @@ def detect_keyframes(
     progress: bool = True,
     source: str | None = None,
 ) -> FaceDetections:
-    """Run the detector over a frame stream on keyframes (and gap edges) only."""
+    """Run the detector over a frame stream on keyframes (and gap edges) only.
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` frames, in order.
+        config: the face settings (keyframe spacing, detection size, batch, threshold,
+            edge refinement).
+        detector: the detector (see :func:`detect_largest`); None for :func:`default_detector`.
+        num_frames: read at most this many frames (also the progress bar's total); None
+            reads the stream to its end.
+        progress: show a progress bar.
+        source: the video's name, for messages.
+
+    Returns:
+        The :class:`FaceDetections` of the detected frames, out of the frames read.
+
+    Raises:
+        MediaError: a frame that is not RGB uint8 (naming the frame), or no frames at all.
+    """
     from tqdm import tqdm
 
     if detector is None:
@@ -501,7 +611,20 @@ def detect_keyframes(
 
 
 def square_boxes(boxes: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Centres ``(M, 2)`` and sides ``(M,)`` of the square boxes with ``margin`` on every side."""
+    """Centres ``(M, 2)`` and sides ``(M,)`` of the square boxes with ``margin`` on every side.
+
+    Args:
+        boxes: ``(M, 4)`` detected boxes ``[x0, y0, x1, y1]`` in pixels.
+        margin: fraction of each box's longer side added on every side.
+
+    Returns:
+        ``(centres, sides)``: box centres ``(M, 2)`` as ``(x, y)`` and square sides ``(M,)``,
+        ``longer side * (1 + 2 * margin)``.
+
+    >>> centres, sides = square_boxes(np.array([[10.0, 20.0, 30.0, 60.0]]), 0.25)
+    >>> centres.tolist(), sides.tolist()
+    ([[20.0, 40.0]], [60.0])
+    """
     centre = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * (1 + 2 * margin)
     return centre, side
@@ -520,7 +643,21 @@ def _run_mean(values: np.ndarray, radius: int) -> np.ndarray:
 
 
 def build_track(detections: FaceDetections, config: FaceConfig = FaceConfig(), source: str | None = None) -> FaceTrack:
-    """Interpolate, bridge and smooth keyframe detections into one box per frame."""
+    """Interpolate, bridge and smooth keyframe detections into one box per frame.
+
+    See the module docstring for the rules (steps 4 and 5).
+
+    Args:
+        detections: the detector's results for the video.
+        config: the face settings (``margin``, ``max_gap``, ``smoothing``).
+        source: the video's name, for messages.
+
+    Returns:
+        The :class:`FaceTrack` of all ``detections.num_frames`` frames.
+
+    Raises:
+        MediaError: a kept face with NaN or inf, or no face in any searched frame.
+    """
     n = detections.num_frames
     bad = detections.first_non_finite()
     if bad is not None:
@@ -588,7 +725,22 @@ def track_faces(
     progress: bool = True,
     source: str | None = None,
 ) -> FaceTrack:
-    """Face box and landmarks for every frame of a stream (see the module docstring)."""
+    """Face box and landmarks for every frame of a stream (see the module docstring).
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` frames, in order.
+        config: the face settings.
+        detector: the detector; None for :func:`default_detector`.
+        num_frames: read at most this many frames; None reads the stream to its end.
+        progress: show a progress bar.
+        source: the video's name, for messages.
+
+    Returns:
+        The :class:`FaceTrack`, one entry per frame read.
+
+    Raises:
+        MediaError: see :func:`detect_keyframes` and :func:`build_track`.
+    """
     detections = detect_keyframes(frames, config, detector, num_frames, progress, source)
     return build_track(detections, config, source)
 
@@ -599,7 +751,27 @@ def track_faces(
 def crop_face(
     frame: np.ndarray, box, landmarks, size: int = DEFAULT_FACE_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Square ``(size, size, 3)`` uint8 crop of ``box`` (black outside the frame) and landmarks in crop pixels."""
+    """Square ``(size, size, 3)`` uint8 crop of ``box`` and the landmarks in crop pixels.
+
+    The box is rounded to whole pixels; parts outside the frame are black (padded, not
+    shifted, so the landmarks keep their place); the region is resized with area
+    (shrinking) or bilinear (enlarging) interpolation.
+
+    Args:
+        frame: the RGB uint8 ``(H, W, 3)`` frame.
+        box: square ``[x0, y0, x1, y1]`` in frame pixels (only ``x1 - x0`` gives the side).
+        landmarks: ``(5, 2)`` ``(x, y)`` in frame pixels.
+        size: side of the crop in pixels.
+
+    Returns:
+        ``(crop, points)``: the ``(size, size, 3)`` uint8 crop and the ``(5, 2)`` float32
+        landmarks in crop pixels.
+
+    >>> frame = np.full((4, 4, 3), 200, np.uint8)
+    >>> crop, points = crop_face(frame, [2.0, 2.0, 6.0, 6.0], np.full((5, 2), 3.0), size=8)
+    >>> crop.shape, crop[0, 0].tolist(), crop[-1, -1].tolist(), points[0].tolist()
+    ((8, 8, 3), [200, 200, 200], [0, 0, 0], [2.0, 2.0])
+    """
     box = np.asarray(box, dtype=np.float64)
     x0, y0 = int(np.floor(box[0] + 0.5)), int(np.floor(box[1] + 0.5))
     side = max(1, int(np.floor(box[2] - box[0] + 0.5)))
@@ -627,7 +799,11 @@ def crop_face(
 
 
 def default_cache_dir() -> Path:
-    """``$EMOREC_FACE_CACHE``, else ``$XDG_CACHE_HOME/emorec/faces`` (``~/.cache/emorec/faces``)."""
+    """``$EMOREC_FACE_CACHE``, else ``$XDG_CACHE_HOME/emorec/faces`` (``~/.cache/emorec/faces``).
+
+    Returns:
+        The folder for cached face detections (not created here).
+    """
     if os.environ.get("EMOREC_FACE_CACHE"):
         return Path(os.environ["EMOREC_FACE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -640,6 +816,15 @@ def video_fingerprint(path) -> str:
     Reading 2 MiB is instant even for hour-long recordings, while any re-encode
     changes the header and the index at the end (mp4 ``moov``, mkv cues).
     Modification times are left out so that a copied corpus keeps its cache.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        The hex digest (64 characters).
+
+    Raises:
+        MediaError: the file cannot be read.
     """
     path = Path(path)
     try:
@@ -656,7 +841,20 @@ def video_fingerprint(path) -> str:
 
 
 def cache_path(video_path, config: FaceConfig = FaceConfig(), cache_dir=None, detector=None) -> Path:
-    """Where :func:`load_or_track_faces` keeps the detections of ``video_path``."""
+    """Where :func:`load_or_track_faces` keeps the detections of ``video_path``.
+
+    Args:
+        video_path: the video file (read for its fingerprint).
+        config: the face settings (only :meth:`FaceConfig.detection_key` enters the name).
+        cache_dir: the cache folder; None for :func:`default_cache_dir`.
+        detector: the detector (its :func:`detector_name` enters the name); None for MTCNN.
+
+    Returns:
+        ``<cache_dir>/<stem>.<fingerprint[:20]>.<settings hash[:12]>.faces.npz``.
+
+    Raises:
+        MediaError: the video cannot be read.
+    """
     video_path = Path(video_path)
     settings = dict(config.detection_key(), detector=detector_name(detector))
     settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -674,11 +872,26 @@ def load_or_track_faces(
     progress: bool = True,
     detector=None,
 ) -> FaceTrack:
-    """The video's face track, detecting only if no cached detections match its content and settings.
+    """The video's face track, detecting only when no cached detections match it.
 
-    ``cache_dir`` defaults to :func:`default_cache_dir`. ``frames_factory()``
-    returns a fresh frame iterator (default: ``iter_grid_frames(video_path)``).
-    A corrupt cache file is ignored and rewritten.
+    The cache matches on the video's content and the settings that change detections.
+
+    A corrupt cache file is ignored (with a warning) and rewritten.
+
+    Args:
+        video_path: the video file.
+        config: the face settings.
+        cache_dir: the cache folder; None for :func:`default_cache_dir`.
+        frames_factory: a callable returning a fresh iterator of RGB uint8 frames; None reads
+            the video's 40 ms grid frames (``iter_grid_frames``).
+        progress: show a progress bar while detecting.
+        detector: the detector; None for :func:`default_detector`.
+
+    Returns:
+        The :class:`FaceTrack` (margin, smoothing and gap bridging applied to the detections).
+
+    Raises:
+        MediaError: the video cannot be read or decoded, or has no detectable face.
     """
     video_path = Path(video_path)
     path = cache_path(video_path, config, cache_dir, detector)

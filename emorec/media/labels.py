@@ -25,7 +25,11 @@ ARFF_COLUMNS = ("frameTime", "GoldStandard")
 
 @dataclasses.dataclass
 class LabelTrack:
-    """Label samples at ``times`` (N,) float64 seconds, ``values`` (N, 2) float32 [arousal, valence]."""
+    """Label samples: ``times`` (N,) float64 seconds, ``values`` (N, 2) float32 [arousal, valence].
+
+    Raises:
+        ValueError: on creation, when ``times`` is not 1-D or ``values`` is not ``(N, 2)``.
+    """
 
     times: np.ndarray
     values: np.ndarray
@@ -78,7 +82,21 @@ def _to_float(text: str) -> float:
 
 
 def read_label_csv(path) -> LabelTrack:
-    """Read a ``time,arousal,valence`` CSV (extra columns ignored) into a LabelTrack."""
+    """Read a ``time,arousal,valence`` CSV (extra columns ignored) into a LabelTrack.
+
+    Header names are matched case-insensitively; blank rows are skipped.
+
+    Args:
+        path: the label CSV (times in seconds, strictly increasing).
+
+    Returns:
+        The :class:`LabelTrack`.
+
+    Raises:
+        LabelError: the file is missing, unreadable or empty, lacks a column, or has a short
+            row, a value that is not a finite number, or a time that does not increase
+            (naming the line).
+    """
     path = Path(path)
     problem = file_problem(path, allow_empty=True)
     if problem is not None:
@@ -117,6 +135,16 @@ def read_arff(path) -> tuple[np.ndarray, np.ndarray]:
 
     Parsing is :func:`emorec.arff.read_arff_table`'s; a ``?`` rating is
     reported as not a finite number with its line.
+
+    Args:
+        path: the ARFF file with numeric ``frameTime`` (seconds) and ``GoldStandard`` attributes.
+
+    Returns:
+        ``(times, values)``: ``frameTime`` float64 and ``GoldStandard`` float32, both ``(N,)``.
+
+    Raises:
+        LabelError: an unreadable file, a missing or non-numeric attribute, no rows, a value
+            that is not a finite number, or times that do not increase.
     """
     path = Path(path)
     table = read_arff_table(path, LabelError)
@@ -134,7 +162,19 @@ def read_arff(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_recola_gold(arousal_arff, valence_arff) -> LabelTrack:
-    """Combine a recording's AVEC 2016 arousal and valence gold-standard ARFFs into a LabelTrack."""
+    """Combine a recording's AVEC 2016 arousal and valence gold-standard ARFFs into a LabelTrack.
+
+    Args:
+        arousal_arff: the recording's arousal gold-standard ARFF.
+        valence_arff: the recording's valence gold-standard ARFF.
+
+    Returns:
+        The :class:`LabelTrack` at the arousal file's times.
+
+    Raises:
+        LabelError: either file is unusable (see :func:`read_arff`), or their frame times
+            differ (in count or by more than 1 µs).
+    """
     t_a, arousal = read_arff(arousal_arff)
     t_v, valence = read_arff(valence_arff)
     if len(t_a) != len(t_v) or not np.allclose(t_a, t_v, rtol=0.0, atol=1e-6):
@@ -146,7 +186,22 @@ def read_recola_gold(arousal_arff, valence_arff) -> LabelTrack:
 
 
 def label_times(num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT) -> np.ndarray:
-    """Times (s) at which frames ``0 .. num_frames - 1`` take their labels under ``alignment``."""
+    """Times (s) at which frames ``0 .. num_frames - 1`` take their labels under ``alignment``.
+
+    Args:
+        num_frames: number of 40 ms grid frames.
+        alignment: ``"end"`` (the original code: frame ``i`` at ``0.04 (i + 1)``) or
+            ``"start"`` (End2You: at ``0.04 i``).
+
+    Returns:
+        The ``(num_frames,)`` float64 times in seconds.
+
+    Raises:
+        ConfigError: an unknown ``alignment``.
+
+    >>> label_times(3), label_times(3, "start")
+    (array([0.04, 0.08, 0.12]), array([0.  , 0.04, 0.08]))
+    """
     if alignment not in LABEL_ALIGNMENTS:
         raise ConfigError(
             f"unknown label_alignment {alignment!r} (expected one of {', '.join(LABEL_ALIGNMENTS)})"
@@ -158,7 +213,28 @@ def label_times(num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT) -> np
 def labels_for_frames(
     track: LabelTrack, num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT
 ) -> np.ndarray:
-    """Labels ``(num_frames, 2)`` float32 for grid frames, interpolated at the aligned times."""
+    """Labels ``(num_frames, 2)`` float32 for grid frames, interpolated at the aligned times.
+
+    Outside the track the edge values are held (no extrapolation).
+
+    Args:
+        track: the recording's label samples.
+        num_frames: number of 40 ms grid frames to label.
+        alignment: ``"end"`` or ``"start"`` (see :func:`label_times`).
+
+    Returns:
+        The ``(num_frames, 2)`` float32 arousal and valence, linearly interpolated.
+
+    Raises:
+        ConfigError: an unknown ``alignment``.
+        LabelError: an empty track.
+
+    >>> track = LabelTrack([0.0, 0.08], [[0.0, 1.0], [0.8, -1.0]])
+    >>> labels_for_frames(track, 3)  # times 0.04, 0.08, 0.12; the last holds the edge
+    array([[ 0.4,  0. ],
+           [ 0.8, -1. ],
+           [ 0.8, -1. ]], dtype=float32)
+    """
     times = label_times(num_frames, alignment)
     if len(track) == 0:
         raise LabelError("empty label track")

@@ -36,7 +36,17 @@ _GRID_STEP = Fraction(FRAME_PERIOD).limit_denominator(1_000_000)
 
 
 def grid_frames_for(duration_s: float) -> int:
-    """Number of 40 ms grid frames covering ``duration_s`` seconds (nearest, halves up)."""
+    """Number of 40 ms grid frames covering ``duration_s`` seconds (nearest, halves up).
+
+    Args:
+        duration_s: a stream's duration in seconds (0 or less gives 0 frames).
+
+    Returns:
+        ``round(duration_s / FRAME_PERIOD)``, halves rounded up.
+
+    >>> grid_frames_for(2.0), grid_frames_for(0.02), grid_frames_for(0.0)
+    (50, 1, 0)
+    """
     return int(math.floor(duration_s / FRAME_PERIOD + 0.5 + 1e-9)) if duration_s > 0 else 0
 
 
@@ -96,7 +106,20 @@ def _video_rate(stream) -> Fraction | None:
 
 
 def probe_media(path) -> MediaInfo:
-    """Describe the audio and video streams of ``path`` (container metadata and packets, no decoding)."""
+    """Describe the audio and video streams of ``path`` from container metadata and packets.
+
+    Nothing is decoded.
+
+    Args:
+        path: an audio or video file.
+
+    Returns:
+        The :class:`MediaInfo` (first audio and first video stream).
+
+    Raises:
+        MediaError: the file is missing or unreadable, has neither stream, or its video
+            stream is corrupt or has no frames.
+    """
     path = Path(path)
     container = _open(path)
     with container:
@@ -163,7 +186,18 @@ def _video_seconds(container, stream, path: Path) -> float:
 
 
 def count_grid_frames(path) -> int:
-    """Grid frames covering the video stream (timestamps of its packets; nothing is decoded)."""
+    """Grid frames covering the video stream (timestamps of its packets; nothing is decoded).
+
+    Args:
+        path: a video file.
+
+    Returns:
+        The number of 40 ms grid frames up to the end of the last video frame.
+
+    Raises:
+        MediaError: the file is missing or unreadable, has no video stream, or its video
+            stream is corrupt or has no frames.
+    """
     path = Path(path)
     container = _open(path)
     with container:
@@ -198,6 +232,18 @@ def iter_grid_frames(path, num_frames: int | None = None) -> Iterator[np.ndarray
 
     With ``num_frames`` exactly that many are yielded, repeating the last
     decoded frame if the video ends early; without it, ``count_grid_frames``.
+
+    Args:
+        path: a video file.
+        num_frames: grid frames to yield; None counts them with :func:`count_grid_frames`.
+
+    Yields:
+        For grid frame ``i``, the decoded frame nearest to time ``i * FRAME_PERIOD`` (ties to
+        the earlier frame), as a fresh RGB uint8 ``(H, W, 3)`` array.
+
+    Raises:
+        MediaError: the file is missing or unreadable, has no video stream or no decodable
+            frame, or is corrupt.
     """
     path = Path(path)
     if num_frames is None:

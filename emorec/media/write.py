@@ -65,13 +65,36 @@ def _as_channels(samples, what: str) -> np.ndarray:
 
 
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
-    """Convert float audio in [-1, 1] to int16 (clipping), the inverse of ``int16 / 32768``."""
+    """Convert float audio in [-1, 1] to int16 (clipping), the inverse of ``int16 / 32768``.
+
+    Args:
+        samples: float samples, any shape, full scale ``[-1, 1]``.
+
+    Returns:
+        The int16 array of the same shape: ``round(x * 32768)`` clipped to
+        ``[-32768, 32767]``.
+
+    >>> float_to_int16(np.array([0.5, -1.0, 1.0, -2.0]))
+    array([ 16384, -32768,  32767, -32768], dtype=int16)
+    """
     scaled = np.round(np.asarray(samples, dtype=np.float64) * _INT16_SCALE)
     return np.clip(scaled, -32768, 32767).astype(np.int16)
 
 
 def write_wav(path, samples, rate: int) -> None:
-    """Write float32 audio in [-1, 1], shape ``(N,)`` or ``(N, C)``, as a 16-bit PCM wav."""
+    """Write float32 audio in [-1, 1], shape ``(N,)`` or ``(N, C)``, as a 16-bit PCM wav.
+
+    Written under a temporary name beside ``path`` and renamed into place; the folder is
+    created if missing.
+
+    Args:
+        path: the destination ``.wav`` file.
+        samples: float audio in ``[-1, 1]`` (clipped outside), ``(N,)`` mono or ``(N, C)``.
+        rate: sample rate in Hz (a positive integer).
+
+    Raises:
+        ValueError: malformed audio (shape, NaN or inf) or a bad ``rate``.
+    """
     path = Path(path)
     arr = _as_channels(samples, str(path))
     if int(rate) != rate or rate <= 0:
@@ -86,7 +109,14 @@ def write_wav(path, samples, rate: int) -> None:
 
 
 def video_encoder() -> str:
-    """Name of the video encoder write_mp4 uses: libx264 when PyAV's ffmpeg has it, else mpeg4."""
+    """Name of the video encoder write_mp4 uses: libx264 when PyAV's ffmpeg has it, else mpeg4.
+
+    Returns:
+        ``"libx264"`` or ``"mpeg4"``.
+
+    Raises:
+        MediaError: PyAV's ffmpeg has neither encoder.
+    """
     for name in _VIDEO_CODECS:
         if name in av.codecs_available:
             return name
@@ -158,16 +188,34 @@ def write_mp4(
     video_codec: str | None = None,
     quality: int = DEFAULT_MJPEG_QSCALE,
 ) -> None:
-    """Encode RGB uint8 frames (streamed) as H.264 (or MJPEG) with an optional AAC (or PCM) track, atomically.
+    """Encode RGB uint8 frames (streamed) as H.264 or MJPEG, with an optional AAC or PCM track.
 
+    Written under a temporary name beside ``path`` and renamed into place.
     ``frame_times`` (seconds, strictly increasing, one per frame) gives each
     frame its own presentation time to make variable-frame-rate files; ``fps``
     is then only the nominal rate. The container follows the suffix of
-    ``path`` (.mp4, .mkv, .avi). ``audio_codec`` is one of :data:`AUDIO_CODECS`.
-    ``video_codec`` None picks :func:`video_encoder` (H.264); ``"mjpeg"`` writes
-    intra-only Motion JPEG at ``quality`` (ffmpeg's qscale, 2 = best), whose
+    ``path`` (.mp4, .mkv, .avi). ``video_codec`` None picks :func:`video_encoder`
+    (H.264); ``"mjpeg"`` writes intra-only Motion JPEG at ``quality``, whose
     bytes depend on the frames alone (libx264 with a sound track in the same
     file was seen to give different bytes for the same frames now and then).
+
+    Args:
+        path: the destination file; its suffix picks the container.
+        frames: RGB uint8 ``(H, W, 3)`` frames of one even width and height, consumed once.
+        fps: the frame rate in frames per second (int, float or Fraction); the nominal rate
+            when ``frame_times`` is given.
+        audio: optional float audio in ``[-1, 1]``, ``(N,)`` or ``(N, C)`` with C <= 2.
+        audio_rate: the audio's sample rate in Hz.
+        crf: libx264's constant rate factor (lower = higher quality, larger file).
+        frame_times: optional presentation time in seconds of each frame.
+        audio_codec: one of :data:`AUDIO_CODECS` (``aac`` or ``pcm_s16le``).
+        video_codec: None (H.264, or mpeg4 without libx264) or ``"mjpeg"``.
+        quality: MJPEG qscale, 2 (best) to 31 (only with ``video_codec="mjpeg"``).
+
+    Raises:
+        ValueError: an unknown codec, a non-positive ``fps``, malformed frames or audio, or
+            ``frame_times`` not strictly increasing or not one per frame.
+        MediaError: no frames, an odd frame size, or no usable video encoder.
     """
     path = Path(path)
     if audio_codec not in AUDIO_CODECS:

@@ -67,7 +67,11 @@ class AELSTMHeadOptions(Section):
     forget_bias: float = setting(1.0, number, doc="0 or 1 (keras.layers.LSTM)")
 
     def check(self) -> None:
-        """Keras' LSTM takes a forget bias of 0 or 1 only."""
+        """Keras' LSTM takes a forget bias of 0 or 1 only.
+
+        Raises:
+            FieldError: ``forget_bias`` is neither 0 nor 1.
+        """
         super().check()
         if self.forget_bias not in (0.0, 1.0):
             raise FieldError("forget_bias", f"must be 0 or 1 for keras.layers.LSTM, got {self.forget_bias}")
@@ -137,7 +141,22 @@ def _per_frame(network, x, name):
 
 
 def build(name: str, config) -> keras.Model:
-    """Build the registered variant ``name`` from its ``model`` config (a mapping or its config class)."""
+    """Build the registered variant ``name`` from its ``model`` config.
+
+    Args:
+        name: one of the keys of :data:`VARIANTS` (``ae_lstm``, ``ae_lstm_video``,
+            ``ae_lstm_audio``, ``conv_lstm``, ``ae_2slstm``).
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or an
+            instance of the variant's config class.
+
+    Returns:
+        The offline Keras model: inputs ``audio`` ``(B, T, 640)`` and/or ``video``
+        ``(B, T, S, S, 3)``; outputs ``emotion`` ``(B, T, 2)`` and, with decoders,
+        ``recon_video`` / ``recon_audio`` of the inputs' shapes.
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or a mapping naming another model.
+    """
     config = CONFIG_CLASSES[name].for_model(name, config)
     modalities, decoders, two_stream = VARIANTS[name]
     inputs = _inputs(modalities, getattr(config, "face_size", None))
@@ -183,6 +202,12 @@ def build_streaming_ae_lstm(offline: keras.Model) -> keras.Model:
     ``ae_2slstm``: video head first); zeros start a recording. Outputs:
     ``emotion`` ``(B, T, 2)`` and the ``states`` to pass with the next chunk.
     No reconstruction outputs: decoders play no part in prediction.
+
+    Args:
+        offline: a model made by :func:`build` (any of its variants), trained or not.
+
+    Returns:
+        The streaming Keras model, named ``<offline name>_streaming``.
     """
     heads = _heads(offline)
     rows, units = heads[0].state_shape

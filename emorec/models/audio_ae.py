@@ -66,7 +66,21 @@ class AudioAEOptions(SpeechLayerOptions):
 
 
 def pooled_shape(pool: str) -> tuple[int, int]:
-    """(time, channels) of the encoder's pooled conv output: (320, 4) or (32, 40)."""
+    """(time, channels) of the encoder's pooled conv output: (320, 4) or (32, 40).
+
+    Args:
+        pool: ``"channels"`` (max over groups of 10 channels, the Tzirakis code) or
+            ``"time"`` (max over 10 time steps, Table II).
+
+    Returns:
+        ``(time steps, channels)``; both flatten to 1280 features.
+
+    Raises:
+        ValueError: an unknown ``pool``.
+
+    >>> pooled_shape("channels"), pooled_shape("time")
+    ((320, 4), (32, 40))
+    """
     steps = FRAME_SAMPLES // TIME_POOL
     if pool == "channels":
         return (steps, SPEECH_FILTERS // CHANNEL_POOL)
@@ -76,12 +90,35 @@ def pooled_shape(pool: str) -> tuple[int, int]:
 
 
 def audio_latent_size(config: AudioAEOptions) -> int:
-    """Width of the audio code: ``audio_latent`` or the 1280 pooled conv features."""
+    """Width of the audio code: ``audio_latent`` or the 1280 pooled conv features.
+
+    Args:
+        config: the audio auto-encoder settings.
+
+    Returns:
+        The number of features the encoder outputs per frame.
+
+    >>> audio_latent_size(AudioAEOptions()), audio_latent_size(AudioAEOptions(audio_latent=640))
+    (1280, 640)
+    """
     return int(config.audio_latent or SPEECH_FEATURES)
 
 
 def build_audio_encoder(config: AudioAEOptions, *, slope: float, name: str = "audio_encoder") -> keras.Model:
-    """``(640,)`` frame → ``(audio_latent,)`` code, on the speech CNN of :mod:`emorec.models.speech`."""
+    """``(640,)`` frame → ``(audio_latent,)`` code, on the speech CNN.
+
+    Args:
+        config: the audio auto-encoder settings (the layers of :mod:`emorec.models.speech`,
+            ``audio_pool``, ``audio_latent``).
+        slope: negative slope of the LeakyReLU after the optional latent FC layer.
+        name: the Keras model's name (the offline models look it up as ``audio_encoder``).
+
+    Returns:
+        The encoder model, input ``(B, 640)``, output ``(B, audio_latent_size(config))``.
+
+    Raises:
+        ValueError: an unknown ``audio_pool``.
+    """
     pooled_shape(config.audio_pool)
     cnn = speech_cnn_from_config(config, variant="code")
     if config.audio_pool == "channels":
@@ -98,7 +135,20 @@ def build_audio_encoder(config: AudioAEOptions, *, slope: float, name: str = "au
 
 
 def build_audio_decoder(config: AudioAEOptions, *, slope: float, name: str = "audio_decoder") -> keras.Model:
-    """``(audio_latent,)`` code → ``(640,)`` reconstructed frame (linear output)."""
+    """``(audio_latent,)`` code → ``(640,)`` reconstructed frame (linear output).
+
+    Args:
+        config: the audio auto-encoder settings (``audio_pool`` and ``audio_latent`` shape
+            the decoder).
+        slope: negative slope of the LeakyReLU after every hidden layer.
+        name: the Keras model's name.
+
+    Returns:
+        The decoder model, input ``(B, audio_latent_size(config))``, output ``(B, 640)``.
+
+    Raises:
+        ValueError: an unknown ``audio_pool``.
+    """
     steps, channels = pooled_shape(config.audio_pool)
     inputs = keras.Input((audio_latent_size(config),), name="code")
     x = inputs

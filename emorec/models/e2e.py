@@ -145,7 +145,18 @@ def _assemble(model_name: str, cfg, inputs: dict, parts: list) -> keras.Model:
     xla=True,  # exact (tests/test_xla.py) and faster on the CPU (benchmarks/xla.py); ResNet-50 is not exact
 )
 def build_e2e_audio(config) -> keras.Model:
-    """Speech network: raw audio ``(B, T, 640)`` → emotion ``(B, T, 2)``."""
+    """Speech network: raw audio ``(B, T, 640)`` → emotion ``(B, T, 2)``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or a
+            :class:`E2EAudioConfig`.
+
+    Returns:
+        The offline Keras model ``e2e_audio`` (input ``audio``, output ``{"emotion"}``).
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``.
+    """
     cfg = E2EAudioConfig.for_model("e2e_audio", config)
     audio, features = _audio_branch(cfg, frozen=False)
     return _assemble("e2e_audio", cfg, {"audio": audio}, [features])
@@ -158,7 +169,18 @@ def build_e2e_audio(config) -> keras.Model:
     description="Tzirakis et al. ResNet-50 on 96x96 faces (2048 per frame) + 2x256 peephole LSTM",
 )
 def build_e2e_video(config) -> keras.Model:
-    """Visual network: faces ``(B, T, S, S, 3)`` in [0, 1] → emotion ``(B, T, 2)``."""
+    """Visual network: faces ``(B, T, S, S, 3)`` in [0, 1] → emotion ``(B, T, 2)``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or a
+            :class:`E2EVideoConfig`.
+
+    Returns:
+        The offline Keras model ``e2e_video`` (input ``video``, output ``{"emotion"}``).
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``.
+    """
     cfg = E2EVideoConfig.for_model("e2e_video", config)
     video, features = _video_branch(cfg, frozen=False)
     return _assemble("e2e_video", cfg, {"video": video}, [features])
@@ -171,7 +193,20 @@ def build_e2e_video(config) -> keras.Model:
     description="Tzirakis et al. multimodal: speech CNN + ResNet-50 (3328 per frame) + 2x256 LSTM",
 )
 def build_e2e_av(config) -> keras.Model:
-    """Multimodal network; CNNs optionally initialised from ``init_audio`` / ``init_video``."""
+    """Multimodal network; CNNs optionally initialised from ``init_audio`` / ``init_video``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or a
+            :class:`E2EAVConfig`.
+
+    Returns:
+        The offline Keras model ``e2e_av`` (inputs ``audio`` ``(B, T, 640)`` and ``video``
+        ``(B, T, S, S, 3)``, output ``{"emotion": (B, T, 2)}``).
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or an ``init_*`` model that is
+            missing, unreadable or of other architecture settings.
+    """
     cfg = E2EAVConfig.for_model("e2e_av", config)
     audio, audio_features = _audio_branch(cfg, frozen=False)
     video, video_features = _video_branch(cfg, frozen=False)
@@ -189,7 +224,20 @@ def build_e2e_av(config) -> keras.Model:
     description="e2e_av + 10 Procrustes-aligned landmark coordinates; CNNs frozen (Table VI)",
 )
 def build_e2e_av_geometric(config) -> keras.Model:
-    """Table VI variant: ``e2e_av`` features + aligned landmarks, only the LSTMs train by default."""
+    """Table VI variant: ``e2e_av`` features + aligned landmarks, only the LSTMs train by default.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or a
+            :class:`E2EAVGeometricConfig`.
+
+    Returns:
+        The offline Keras model ``e2e_av_geometric`` (inputs ``audio``, ``video`` and
+        ``landmarks`` ``(B, T, 5, 2)``, output ``{"emotion": (B, T, 2)}``).
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or an ``init_*`` model that is
+            missing, unreadable or of other architecture settings.
+    """
     cfg = E2EAVGeometricConfig.for_model("e2e_av_geometric", config)
     frozen = cfg.freeze_cnns
     audio, audio_features = _audio_branch(cfg, frozen=frozen)
@@ -217,7 +265,19 @@ def _find_sublayer(model: keras.Model, name: str, what: str):
 
 
 def copy_submodel_weights(target: keras.Model, source: keras.Model, names) -> None:
-    """Copy the weights of the named sub-models (e.g. ``speech_cnn``) from ``source`` into ``target``."""
+    """Copy the weights of the named sub-models (e.g. ``speech_cnn``) from ``source`` to ``target``.
+
+    Every weight is checked before any is assigned, so a mismatch leaves ``target`` unchanged.
+
+    Args:
+        target: the model to initialise (changed in place).
+        source: the trained model to copy from.
+        names: names of sub-models present in both (e.g. :data:`SPEECH_CNN`, :data:`VISUAL_CNN`).
+
+    Raises:
+        ConfigError: a sub-model is missing from either model, or its weights differ in
+            number or shape (different architecture settings).
+    """
     for name in names:
         dst = _find_sublayer(target, name, "target model")
         src = _find_sublayer(source, name, "source model")
@@ -243,6 +303,20 @@ def load_trained_model(source, model_name: str, config=None) -> keras.Model:
     built from the settings of ``config`` (another e2e model's config) that
     ``model_name`` also has (its architecture settings must match the ones the
     file was saved with).
+
+    Args:
+        source: a Keras model (returned as it is) or the path of a ``.keras`` or
+            ``.weights.h5`` file (``~`` expanded).
+        model_name: the registry name of the trained model (``e2e_audio``, ``e2e_video``,
+            ``e2e_av``).
+        config: the settings to build ``model_name`` from for a ``.weights.h5`` file (a
+            section or a mapping; keys ``model_name`` lacks are dropped); None for defaults.
+
+    Returns:
+        The model (``.keras`` files are loaded without compiling).
+
+    Raises:
+        ConfigError: the file is missing, has another suffix, or cannot be loaded.
     """
     if isinstance(source, keras.Model):
         return source
@@ -270,7 +344,19 @@ def init_from_unimodal(av_model: keras.Model, audio_model=None, video_model=None
 
     ``speech_cnn`` comes from a trained ``e2e_audio`` and ``visual_cnn`` from
     a trained ``e2e_video``, each a model or a file (see
-    :func:`load_trained_model`); either may be ``None``. Returns ``av_model``.
+    :func:`load_trained_model`); either may be ``None``.
+
+    Args:
+        av_model: an ``e2e_av`` or ``e2e_av_geometric`` model (changed in place).
+        audio_model: a trained ``e2e_audio`` (model or file), or None to leave ``speech_cnn``.
+        video_model: a trained ``e2e_video`` (model or file), or None to leave ``visual_cnn``.
+        config: the settings to build the unimodal models from, for ``.weights.h5`` files.
+
+    Returns:
+        ``av_model``.
+
+    Raises:
+        ConfigError: a source cannot be loaded, or its CNN does not match ``av_model``'s.
     """
     init_from_trained(av_model, audio_model, "e2e_audio", [SPEECH_CNN], config=config)
     init_from_trained(av_model, video_model, "e2e_video", [VISUAL_CNN], config=config)
@@ -278,7 +364,20 @@ def init_from_unimodal(av_model: keras.Model, audio_model=None, video_model=None
 
 
 def init_from_trained(target: keras.Model, source, source_name: str, names, *, config=None) -> None:
-    """Copy the sub-models ``names`` from a trained ``source_name`` model (object or file); no-op for ``None``."""
+    """Copy the sub-models ``names`` from a trained ``source_name`` model (object or file).
+
+    Args:
+        target: the model to initialise (changed in place).
+        source: the trained model, or the path of its ``.keras`` / ``.weights.h5`` file; None
+            does nothing.
+        source_name: the registry name of the trained model (see :func:`load_trained_model`).
+        names: the sub-models to copy (e.g. ``[SPEECH_CNN, VISUAL_CNN]``).
+        config: the settings to build ``source_name`` from, for a ``.weights.h5`` file.
+
+    Raises:
+        ConfigError: the source cannot be loaded, or its sub-models do not match (a file
+            source is named at the start of the message).
+    """
     if source is None:
         return
     model = load_trained_model(source, source_name, config)

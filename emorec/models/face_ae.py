@@ -73,7 +73,20 @@ class FaceAEOptions(Section):
 
 
 def face_feature_shape(face_size: int) -> tuple[int, int, int]:
-    """Shape of the last encoder block's output: ``(S/4, S/4, 32)``."""
+    """Shape of the last encoder block's output: ``(S/4, S/4, 32)``.
+
+    Args:
+        face_size: side ``S`` of the square face crops in pixels (a multiple of 4).
+
+    Returns:
+        ``(S/4, S/4, 32)``, the map the decoder's FC layer reshapes to.
+
+    Raises:
+        ValueError: ``face_size`` is not a multiple of 4.
+
+    >>> face_feature_shape(96), face_feature_shape(48)
+    ((24, 24, 32), (12, 12, 32))
+    """
     if face_size % DOWNSAMPLING:
         raise ValueError(f"face_size must be a multiple of {DOWNSAMPLING}, got {face_size}")
     side = face_size // DOWNSAMPLING
@@ -104,7 +117,20 @@ def _bottleneck(x, width, depth, *, transpose, slope, name, last_activation=None
 
 
 def build_face_encoder(*, face_size: int, latent: int, slope: float, name: str = "face_encoder") -> keras.Model:
-    """``(S, S, 3)`` face in [0, 1] → ``(latent,)`` code."""
+    """``(S, S, 3)`` face in [0, 1] → ``(latent,)`` code.
+
+    Args:
+        face_size: side ``S`` of the face crops in pixels (a multiple of 4).
+        latent: width of the code (the FC layer after the flattened blocks; 2048 in Table I).
+        slope: negative slope of every LeakyReLU.
+        name: the Keras model's name (the offline models look it up as ``face_encoder``).
+
+    Returns:
+        The encoder model, input ``(B, S, S, 3)``, output ``(B, latent)``.
+
+    Raises:
+        ValueError: ``face_size`` is not a multiple of 4.
+    """
     face_feature_shape(face_size)
     inputs = keras.Input((face_size, face_size, FACE_CHANNELS), name="face")
     x = inputs
@@ -117,7 +143,20 @@ def build_face_encoder(*, face_size: int, latent: int, slope: float, name: str =
 
 
 def build_face_decoder(*, face_size: int, latent: int, slope: float, name: str = "face_decoder") -> keras.Model:
-    """``(latent,)`` code → ``(S, S, 3)`` reconstruction in (0, 1)."""
+    """``(latent,)`` code → ``(S, S, 3)`` reconstruction in (0, 1).
+
+    Args:
+        face_size: side ``S`` of the reconstructed faces in pixels (a multiple of 4).
+        latent: width of the code the decoder reads.
+        slope: negative slope of every hidden LeakyReLU (the output is a sigmoid).
+        name: the Keras model's name.
+
+    Returns:
+        The decoder model, input ``(B, latent)``, output ``(B, S, S, 3)``.
+
+    Raises:
+        ValueError: ``face_size`` is not a multiple of 4.
+    """
     shape = face_feature_shape(face_size)
     inputs = keras.Input((latent,), name="code")
     x = keras.layers.Dense(shape[0] * shape[1] * shape[2], name="fc_expand")(inputs)
@@ -133,6 +172,15 @@ def build_face_decoder(*, face_size: int, latent: int, slope: float, name: str =
 
 
 def face_ae_from_config(config) -> tuple[keras.Model, keras.Model]:
-    """``(encoder, decoder)`` from a model config with :class:`FaceAEOptions` and :class:`LeakyOptions`."""
+    """The face auto-encoder's encoder and decoder, built from a model config.
+
+    Args:
+        config: a model config with :class:`FaceAEOptions` and :class:`LeakyOptions`
+            (``face_size``, ``face_latent``, ``leaky_slope``).
+
+    Returns:
+        ``(encoder, decoder)`` Keras models (see :func:`build_face_encoder`,
+        :func:`build_face_decoder`), not sharing weights.
+    """
     kwargs = dict(face_size=config.face_size, latent=config.face_latent, slope=config.leaky_slope)
     return build_face_encoder(**kwargs), build_face_decoder(**kwargs)

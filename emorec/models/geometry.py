@@ -58,7 +58,19 @@ class GeometryOptions(Section):
 
 
 def normalize_shape_np(points: np.ndarray) -> np.ndarray:
-    """Centre ``(..., N, 2)`` shapes on their centroid and scale them to unit Frobenius norm."""
+    """Centre ``(..., N, 2)`` shapes on their centroid and scale them to unit Frobenius norm.
+
+    Args:
+        points: ``(..., N, 2)`` point sets ``(x, y)`` in any unit (e.g. crop pixels).
+
+    Returns:
+        The float64 ``(..., N, 2)`` normalised shapes (a set with all points equal stays at
+        zero instead of dividing by zero).
+
+    >>> normalize_shape_np(np.array([[0.0, 0.0], [2.0, 0.0]]))
+    array([[-0.70710678,  0.        ],
+           [ 0.70710678,  0.        ]])
+    """
     points = np.asarray(points, dtype=np.float64)
     centred = points - points.mean(axis=-2, keepdims=True)
     norm = np.sqrt((centred**2).sum(axis=(-2, -1), keepdims=True))
@@ -77,7 +89,27 @@ def _check_mean_shape(mean_shape) -> np.ndarray:
 
 
 def align_np(points: np.ndarray, mean_shape) -> np.ndarray:
-    """NumPy version of :class:`ProcrustesAlign` (``(..., N, 2)`` → aligned ``(..., N, 2)``)."""
+    """NumPy version of :class:`ProcrustesAlign` (``(..., N, 2)`` → aligned ``(..., N, 2)``).
+
+    Args:
+        points: ``(..., 5, 2)`` landmark sets ``(x, y)``.
+        mean_shape: the ``(5, 2)`` shape to align to (any position and scale).
+
+    Returns:
+        The float64 ``(..., 5, 2)`` landmarks with translation, scale and rotation removed
+        (not flattened).
+
+    Raises:
+        ValueError: ``mean_shape`` is not 5 finite points, or all its points coincide.
+
+    A rotated, scaled and shifted template aligns back onto the normalised template:
+
+    >>> template = np.array(TEMPLATE_SHAPE)
+    >>> turn = np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]])
+    >>> moved = 3.0 * template @ turn.T + [5.0, -2.0]
+    >>> bool(np.allclose(align_np(moved, TEMPLATE_SHAPE), normalize_shape_np(template)))
+    True
+    """
     p = normalize_shape_np(points)
     q = normalize_shape_np(_check_mean_shape(mean_shape))
     a = (p * q).sum(axis=(-2, -1))
@@ -89,7 +121,22 @@ def align_np(points: np.ndarray, mean_shape) -> np.ndarray:
 
 
 def mean_shape_from_landmarks(landmarks: np.ndarray, iterations: int = 20) -> np.ndarray:
-    """Generalised Procrustes mean of ``(M, N, 2)`` landmark sets (normalised, ``(N, 2)``)."""
+    """Generalised Procrustes mean of ``(M, N, 2)`` landmark sets (normalised, ``(N, 2)``).
+
+    Starts from the first usable set and alternates aligning every set to the mean and
+    re-averaging, until the mean moves by under 1e-10 or ``iterations`` run out. Sets whose
+    points all coincide are left out.
+
+    Args:
+        landmarks: landmark sets, any shape that reshapes to ``(M, 5, 2)``.
+        iterations: the most align-and-average rounds.
+
+    Returns:
+        The ``(5, 2)`` float64 mean shape, centred with unit norm (for ``mean_shape``).
+
+    Raises:
+        ValueError: no set has distinct points.
+    """
     landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, NUM_LANDMARKS, 2)
     spread = landmarks - landmarks.mean(axis=1, keepdims=True)
     usable = landmarks[np.sqrt((spread**2).sum(axis=(1, 2))) > _EPS]
@@ -106,7 +153,17 @@ def mean_shape_from_landmarks(landmarks: np.ndarray, iterations: int = 20) -> np
 
 @keras.saving.register_keras_serializable(package="emorec")
 class ProcrustesAlign(keras.layers.Layer):
-    """``(..., 5, 2)`` landmarks → ``(..., 10)`` Procrustes-aligned, flattened coordinates."""
+    """``(..., 5, 2)`` landmarks → ``(..., 10)`` Procrustes-aligned, flattened coordinates.
+
+    The layer has no weights; the normalised mean shape is a constant.
+
+    Args:
+        mean_shape: the ``(5, 2)`` shape to align to (default :data:`TEMPLATE_SHAPE`).
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype``...).
+
+    Raises:
+        ValueError: ``mean_shape`` is not 5 finite points, or all its points coincide.
+    """
 
     def __init__(self, mean_shape=TEMPLATE_SHAPE, **kwargs):
         super().__init__(**kwargs)
@@ -114,7 +171,14 @@ class ProcrustesAlign(keras.layers.Layer):
         self._target = normalize_shape_np(np.asarray(self.mean_shape)).astype(np.float32)
 
     def call(self, inputs):
-        """Align every frame's landmarks to the normalised mean shape."""
+        """Align every frame's landmarks to the normalised mean shape.
+
+        Args:
+            inputs: ``(..., 5, 2)`` float landmarks ``(x, y)``.
+
+        Returns:
+            The ``(..., 10)`` aligned coordinates ``[x0, y0, x1, y1, ...]``.
+        """
         centred = inputs - ops.mean(inputs, axis=-2, keepdims=True)
         norm = ops.sqrt(ops.sum(ops.square(centred), axis=(-2, -1), keepdims=True))
         p = centred / ops.maximum(norm, _EPS)
@@ -130,9 +194,20 @@ class ProcrustesAlign(keras.layers.Layer):
         return ops.reshape(aligned, (*ops.shape(inputs)[:-2], GEOMETRIC_FEATURES))
 
     def compute_output_shape(self, input_shape):
-        """``(..., 5, 2)`` → ``(..., 10)``."""
+        """``(..., 5, 2)`` → ``(..., 10)``.
+
+        Args:
+            input_shape: the input's shape tuple.
+
+        Returns:
+            The output's shape tuple.
+        """
         return (*input_shape[:-2], GEOMETRIC_FEATURES)
 
     def get_config(self):
-        """Serializable constructor arguments."""
+        """Serializable constructor arguments.
+
+        Returns:
+            The base layer config plus ``mean_shape`` (a list of 5 ``[x, y]`` pairs).
+        """
         return {**super().get_config(), "mean_shape": self.mean_shape}

@@ -55,7 +55,11 @@ class RecurrentOptions(Section):
     forget_bias: float = setting(1.0, number)
 
     def check(self) -> None:
-        """Keras' LSTM takes a forget bias of 0 or 1 only."""
+        """Keras' LSTM takes a forget bias of 0 or 1 only.
+
+        Raises:
+            FieldError: ``recurrent: keras`` with a ``forget_bias`` other than 0 or 1.
+        """
         super().check()
         if self.recurrent == "keras" and self.forget_bias not in (0.0, 1.0):
             raise FieldError("forget_bias", f"must be 0 or 1 with recurrent: keras, got {self.forget_bias}")
@@ -66,7 +70,16 @@ class PeepholeLSTMCell(keras.layers.Layer):
     """LSTM cell with diagonal peephole connections and an optionally clipped cell state.
 
     The arguments default to TF 1 ``LSTMCell``'s (no clipping, forget bias 1);
-    the model settings (clip 100) come from ``RECURRENT_DEFAULTS``.
+    the model settings (clip 100) come from :class:`RecurrentOptions`.
+
+    Args:
+        units: size of ``h`` and ``c``.
+        use_peepholes: add the diagonal peepholes ``w_i``, ``w_f``, ``w_o``.
+        cell_clip: clip ``c_t`` to ``[-cell_clip, cell_clip]``; None does not clip.
+        forget_bias: constant added to the forget gate's input (not a trainable initial value).
+        kernel_initializer: initialiser of the joint ``[x, h]`` kernel ``(D + units, 4 units)``.
+        peephole_initializer: initialiser of the peephole weights ``(units,)`` each.
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype``...).
     """
 
     def __init__(
@@ -91,7 +104,11 @@ class PeepholeLSTMCell(keras.layers.Layer):
         self.output_size = self.units
 
     def build(self, input_shape):
-        """Create one kernel over ``[x, h]`` (as TF 1 does, so Glorot sees the joint fans)."""
+        """Create one kernel over ``[x, h]`` (as TF 1 does, so Glorot sees the joint fans).
+
+        Args:
+            input_shape: shape of one step's input, ``(B, D)``; ``D`` sizes the kernel.
+        """
         input_dim = int(input_shape[-1])
         u = self.units
         self.kernel = self.add_weight(
@@ -106,7 +123,16 @@ class PeepholeLSTMCell(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, states, training=False):
-        """One time step: returns ``(h_t, [h_t, c_t])``."""
+        """One time step: returns ``(h_t, [h_t, c_t])``.
+
+        Args:
+            inputs: ``(B, D)`` features of the step.
+            states: ``[h_{t-1}, c_{t-1}]``, each ``(B, units)``.
+            training: unused (the cell has no dropout); part of the RNN cell interface.
+
+        Returns:
+            ``(h_t, [h_t, c_t])``, each ``(B, units)``.
+        """
         h_prev, c_prev = states[0], states[1]
         z = ops.matmul(ops.concatenate([inputs, h_prev], axis=-1), self.kernel) + self.bias
         i, j, f, o = ops.split(z, 4, axis=-1)
@@ -122,7 +148,12 @@ class PeepholeLSTMCell(keras.layers.Layer):
         return h, [h, c]
 
     def get_config(self):
-        """Serializable constructor arguments."""
+        """Serializable constructor arguments.
+
+        Returns:
+            The base layer config plus ``units``, ``use_peepholes``, ``cell_clip``,
+            ``forget_bias`` and the two serialised initialisers.
+        """
         config = super().get_config()
         config.update(
             units=self.units,
@@ -146,6 +177,19 @@ class RecurrentHead(keras.layers.Layer):
     every call of a layer against its first one; offline models simply leave
     the states unused. The same weights serve every call, so an offline and a
     streaming model share one head.
+
+    Args:
+        units: units of every LSTM layer.
+        num_layers: number of stacked LSTM layers.
+        cell: ``"peephole"`` (:class:`PeepholeLSTMCell`, the release) or ``"keras"``
+            (``keras.layers.LSTM``).
+        cell_clip: the peephole cell's clip value, or None (ignored by ``"keras"``).
+        forget_bias: the forget-gate bias (0 or 1 with ``"keras"``).
+        num_outputs: width of the linear output (2: arousal, valence).
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype``...).
+
+    Raises:
+        ValueError: an unknown ``cell``, or ``"keras"`` with a forget bias other than 0 or 1.
     """
 
     def __init__(
@@ -194,11 +238,22 @@ class RecurrentHead(keras.layers.Layer):
         return (2 * self.num_layers, self.units)
 
     def zero_states(self, batch_size: int):
-        """Packed all-zero states (the start of a recording)."""
+        """Packed all-zero states (the start of a recording).
+
+        Args:
+            batch_size: number of streams ``B``.
+
+        Returns:
+            A ``(B, 2 * num_layers, units)`` zero tensor in the layer's compute dtype.
+        """
         return ops.zeros((batch_size, *self.state_shape), dtype=self.compute_dtype)
 
     def build(self, input_shape):
-        """Build every LSTM layer and the output layer from the feature shape."""
+        """Build every LSTM layer and the output layer from the feature shape.
+
+        Args:
+            input_shape: ``(B, T, D)`` shape of the features.
+        """
         shape = tuple(input_shape)
         for rnn in self.rnns:
             rnn.build(shape)
@@ -207,7 +262,18 @@ class RecurrentHead(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, initial_states=None, training=None):
-        """Run the LSTM stack over ``(B, T, D)``; returns ``(emotion, final_states)``."""
+        """Run the LSTM stack over ``(B, T, D)``; returns ``(emotion, final_states)``.
+
+        Args:
+            inputs: ``(B, T, D)`` per-frame features.
+            initial_states: packed ``(B, 2 * num_layers, units)`` states to start from; None
+                starts every layer from zeros.
+            training: Keras' training flag, passed to the LSTM layers.
+
+        Returns:
+            ``(emotion, final_states)``: the ``(B, T, num_outputs)`` linear outputs and the
+            packed ``(B, 2 * num_layers, units)`` states after the last step.
+        """
         x = inputs
         final = []
         for k, rnn in enumerate(self.rnns):
@@ -219,7 +285,12 @@ class RecurrentHead(keras.layers.Layer):
         return self.output_layer(x), ops.stack(final, axis=1)
 
     def get_config(self):
-        """Serializable constructor arguments."""
+        """Serializable constructor arguments.
+
+        Returns:
+            The base layer config plus ``units``, ``num_layers``, ``cell``, ``cell_clip``,
+            ``forget_bias`` and ``num_outputs``.
+        """
         config = super().get_config()
         config.update(
             units=self.units,
@@ -233,7 +304,16 @@ class RecurrentHead(keras.layers.Layer):
 
 
 def recurrent_head_from_config(config: RecurrentOptions, name: str = "recurrent") -> RecurrentHead:
-    """Build the head from a model config (:class:`RecurrentOptions`)."""
+    """Build the head from a model config (:class:`RecurrentOptions`).
+
+    Args:
+        config: the model config (``recurrent``, ``lstm_units``, ``lstm_layers``,
+            ``cell_clip``, ``forget_bias``).
+        name: the layer's name (the models and their streaming twins look it up by it).
+
+    Returns:
+        The unbuilt :class:`RecurrentHead`.
+    """
     return RecurrentHead(
         config.lstm_units,
         config.lstm_layers,

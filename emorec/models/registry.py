@@ -63,11 +63,19 @@ def register_model(
         modalities: the dataset modalities the model reads.
         config_class: the :class:`~emorec.config.ModelConfig` subclass of its ``model:`` section.
         task: the task it solves (a name in :mod:`emorec.tasks`).
-        objective: ``objective(batch, outputs, reduce_fn, **loss) -> (loss, terms)``; None = the task's.
+        objective: ``objective(batch, outputs, reduce_fn, **loss) -> (loss, terms)``; None = the
+            task's.
         loss_config_class: the section class of its ``loss:`` settings; None = the task's.
         description: one line for listings.
         xla: ``training.jit_compile: auto`` compiles this model's steps with XLA (set only where
             ``benchmarks/xla.py`` measured it faster and ``tests/test_xla.py`` exact).
+
+    Returns:
+        The decorator; it registers the builder and returns it unchanged.
+
+    Raises:
+        ValueError: when decorating, if ``name`` is already registered, or only one of
+            ``objective`` and ``loss_config_class`` is given.
     """
 
     def decorate(builder):
@@ -103,7 +111,16 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 def build_model(name: str, config=None):
-    """Build the named model from its ``model`` settings (a mapping, or an instance of its config class).
+    """Build the named model from its ``model`` settings.
+
+    Args:
+        name: a registered model name.
+        config: a mapping of its settings (missing keys take the defaults), an instance of its
+            config class, or None for all defaults.
+
+    Returns:
+        The Keras model the builder makes (offline, untrained unless the settings name
+        weights to load).
 
     Raises:
         ConfigError: an unknown model, or bad settings.
@@ -113,5 +130,9 @@ def build_model(name: str, config=None):
 
 
 def available_models() -> list[str]:
-    """Sorted names of every registered model."""
+    """Sorted names of every registered model.
+
+    Returns:
+        The names, in alphabetical order (every model once :mod:`emorec.models` is imported).
+    """
     return sorted(_REGISTRY)

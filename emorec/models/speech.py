@@ -74,14 +74,35 @@ class SpeechOptions(SpeechLayerOptions):
 
 @keras.saving.register_keras_serializable(package="emorec")
 class ChannelMaxPool(keras.layers.Layer):
-    """Max over groups of ``pool_size`` adjacent channels (last axis) at each position."""
+    """Max over groups of ``pool_size`` adjacent channels (last axis) at each position.
+
+    The layer has no weights.
+
+    Args:
+        pool_size: channels per group (10 in the speech CNN: 40 channels → 4).
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype``...).
+
+    >>> import numpy as np
+    >>> np.asarray(ChannelMaxPool(2)(np.array([[1.0, 3.0, 2.0, 0.0]]))).tolist()
+    [[3.0, 2.0]]
+    """
 
     def __init__(self, pool_size: int, **kwargs):
         super().__init__(**kwargs)
         self.pool_size = int(pool_size)
 
     def call(self, inputs):
-        """``(..., C)`` → ``(..., C // pool_size)``; group ``g`` = channels ``[p g, p (g + 1))``."""
+        """``(..., C)`` → ``(..., C // pool_size)``; group ``g`` = channels ``[p g, p (g + 1))``.
+
+        Args:
+            inputs: a tensor whose last axis ``C`` is known and a multiple of ``pool_size``.
+
+        Returns:
+            The ``(..., C // pool_size)`` group maxima.
+
+        Raises:
+            ValueError: ``C`` is not a multiple of ``pool_size``.
+        """
         channels = inputs.shape[-1]
         if channels % self.pool_size:
             raise ValueError(f"{channels} channels cannot be pooled in groups of {self.pool_size}")
@@ -92,11 +113,25 @@ class ChannelMaxPool(keras.layers.Layer):
         return ops.max(grouped, axis=-1)
 
     def compute_output_shape(self, input_shape):
-        """Same shape with the last axis divided by ``pool_size``."""
+        """Same shape with the last axis divided by ``pool_size``.
+
+        Args:
+            input_shape: the input's shape tuple.
+
+        Returns:
+            The output's shape tuple.
+
+        >>> ChannelMaxPool(10).compute_output_shape((None, 320, 40))
+        (None, 320, 4)
+        """
         return (*input_shape[:-1], input_shape[-1] // self.pool_size)
 
     def get_config(self):
-        """Serializable constructor arguments."""
+        """Serializable constructor arguments.
+
+        Returns:
+            The base layer config plus ``pool_size``.
+        """
         return {**super().get_config(), "pool_size": self.pool_size}
 
 
@@ -128,7 +163,25 @@ def build_speech_cnn(
     bn_epsilon: float,
     name: str = "speech_cnn",
 ) -> keras.Model:
-    """Build the speech CNN (``code``: ``(640,)`` → ``(1280,)``; ``paper``: ``(T, 640)`` → ``(T, 1280)``)."""
+    """Build the speech CNN: 1280 features per 40 ms frame of raw 16 kHz audio.
+
+    Args:
+        variant: ``"code"`` (each 640-sample frame alone, 20/40-tap convolutions, the
+            release) or ``"paper"`` (the frames of a sequence as one signal, 80/4000 taps).
+        dropout: dropout rate on the raw waveform (training only).
+        batch_norm: batch norm after each convolution (then the convolutions have no bias).
+        weight_decay: L2 weight decay in TF 1's convention ``wd · Σw² / 2`` (0 = none).
+        bn_momentum: batch-norm moving-average momentum.
+        bn_epsilon: batch-norm variance epsilon.
+        name: the Keras model's name (the e2e models look it up as ``speech_cnn``).
+
+    Returns:
+        The CNN: ``code`` maps ``(B, 640)`` to ``(B, 1280)``; ``paper`` maps ``(B, T, 640)``
+        to ``(B, T, 1280)``.
+
+    Raises:
+        ValueError: an unknown ``variant``.
+    """
     if variant not in AUDIO_VARIANTS:
         raise ValueError(f"audio_variant must be one of {AUDIO_VARIANTS}, got {variant!r}")
     block = dict(
@@ -159,7 +212,21 @@ def build_speech_cnn(
 
 
 def speech_cnn_from_config(config: SpeechLayerOptions, variant: str | None = None) -> keras.Model:
-    """Build the speech CNN from a model config (:class:`SpeechOptions`; ``variant`` overrides its reading)."""
+    """Build the speech CNN from a model config (:class:`SpeechOptions`).
+
+    Args:
+        config: the model config (``audio_dropout``, ``audio_batch_norm``,
+            ``audio_weight_decay``, ``audio_bn_momentum``, ``audio_bn_epsilon`` and, unless
+            ``variant`` is given, ``audio_variant``).
+        variant: ``"code"`` or ``"paper"`` to override the config's reading (the audio
+            auto-encoder always uses ``"code"``); None keeps it.
+
+    Returns:
+        The speech CNN (see :func:`build_speech_cnn`).
+
+    Raises:
+        ValueError: an unknown variant.
+    """
     return build_speech_cnn(
         variant=variant or config.audio_variant,
         dropout=config.audio_dropout,

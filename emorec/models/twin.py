@@ -29,7 +29,15 @@ STATES = "states"
 
 
 def recurrent_heads(model: keras.Model) -> list:
-    """The model's :class:`~emorec.models.recurrent.RecurrentHead` layers, in ``model.layers`` order."""
+    """The model's :class:`~emorec.models.recurrent.RecurrentHead` layers, in layer order.
+
+    Args:
+        model: a Keras model (only its top-level layers are searched).
+
+    Returns:
+        The heads (empty when the model has none); their order is the order of their rows in
+        the packed state.
+    """
     from emorec.models.recurrent import RecurrentHead
 
     return [layer for layer in model.layers if isinstance(layer, RecurrentHead)]
@@ -37,6 +45,12 @@ def recurrent_heads(model: keras.Model) -> list:
 
 def state_shape(model: keras.Model) -> tuple[int, int]:
     """``(rows, units)`` of the packed state of all the model's heads (no batch axis).
+
+    Args:
+        model: an offline emorec model with one or more recurrent heads of one size.
+
+    Returns:
+        ``(heads × 2 × layers, units)``: the heads' packed states stacked along the rows.
 
     Raises:
         ConfigError: the model has no recurrent head, or heads of different sizes.

@@ -75,7 +75,11 @@ class VisualOptions(Section):
     visual_bn_epsilon: float = setting(1.0e-5, positive_number)
 
     def check(self) -> None:
-        """ImageNet weights come with their own input preprocessing."""
+        """ImageNet weights come with their own input preprocessing.
+
+        Raises:
+            FieldError: ``visual_weights: imagenet`` with an ``input_norm`` other than ``caffe``.
+        """
         super().check()
         if self.visual_weights == "imagenet" and self.input_norm != "caffe":
             raise FieldError("input_norm", f"must be caffe with visual_weights: imagenet (the preprocessing "
@@ -85,7 +89,22 @@ class VisualOptions(Section):
 
 @keras.saving.register_keras_serializable(package="emorec")
 class InputNorm(keras.layers.Layer):
-    """Fixed per-channel input normalisation of [0, 1] RGB faces (no weights)."""
+    """Fixed per-channel input normalisation of [0, 1] RGB faces (no weights).
+
+    Args:
+        mode: ``"none"`` (unchanged), ``"imagenet"`` (``(x − mean) / std`` with the ImageNet
+            RGB statistics) or ``"caffe"`` (RGB → BGR, × 255, minus the ImageNet BGR means:
+            the input of Keras' ImageNet ResNet-50 weights).
+        **kwargs: Keras ``Layer`` arguments (``name``, ``dtype``...).
+
+    Raises:
+        ValueError: an unknown ``mode``.
+
+    >>> import numpy as np
+    >>> face = np.array([[[[1.0, 0.5, 0.0]]]])
+    >>> [round(v, 2) for v in np.asarray(InputNorm("caffe")(face)).ravel().tolist()]
+    [-103.94, 10.72, 131.32]
+    """
 
     def __init__(self, mode: str = "none", **kwargs):
         super().__init__(**kwargs)
@@ -94,7 +113,14 @@ class InputNorm(keras.layers.Layer):
         self.mode = mode
 
     def call(self, inputs):
-        """Apply the normalisation chosen by ``mode``."""
+        """Apply the normalisation chosen by ``mode``.
+
+        Args:
+            inputs: ``(..., 3)`` RGB values in ``[0, 1]``.
+
+        Returns:
+            The normalised tensor, same shape and dtype.
+        """
         if self.mode == "imagenet":
             mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB, dtype=inputs.dtype)
             std = ops.convert_to_tensor(IMAGENET_STD_RGB, dtype=inputs.dtype)
@@ -105,16 +131,32 @@ class InputNorm(keras.layers.Layer):
         return inputs
 
     def compute_output_shape(self, input_shape):
-        """Shape is unchanged."""
+        """Shape is unchanged.
+
+        Args:
+            input_shape: the input's shape tuple.
+
+        Returns:
+            ``input_shape``.
+        """
         return input_shape
 
     def get_config(self):
-        """Serializable constructor arguments."""
+        """Serializable constructor arguments.
+
+        Returns:
+            The base layer config plus ``mode``.
+        """
         return {**super().get_config(), "mode": self.mode}
 
 
 def imagenet_weights_path() -> Path:
-    """Where Keras caches the ImageNet no-top ResNet-50 file ($KERAS_HOME or ~/.keras)."""
+    """Where Keras caches the ImageNet no-top ResNet-50 file ($KERAS_HOME or ~/.keras).
+
+    Returns:
+        ``<KERAS_HOME or ~/.keras>/models/`` + :data:`IMAGENET_NOTOP_FILE` (not checked for
+        existence; emorec never downloads it).
+    """
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models" / IMAGENET_NOTOP_FILE
 
@@ -177,7 +219,29 @@ def build_visual_cnn(
     bn_epsilon: float,
     name: str = "visual_cnn",
 ) -> keras.Model:
-    """Build the per-frame visual CNN ``(S, S, 3)`` in [0, 1] → ``(2048,)``."""
+    """Build the per-frame visual CNN ``(S, S, 3)`` in [0, 1] → ``(2048,)``.
+
+    Keras' ResNet-50 without top, average-pooled, with the release's arg scope (He fan-in
+    initialisation, L2 weight decay, batch-norm settings), after :class:`InputNorm`.
+
+    Args:
+        face_size: side ``S`` of the face crops in pixels.
+        weights: ``"none"`` (random initialisation), ``"imagenet"`` (Keras' cached no-top
+            file, see :func:`imagenet_weights_path`), or the path of a ``.weights.h5`` file of
+            this visual CNN (or a legacy ``.h5`` file of the ResNet-50 trunk).
+        input_norm: ``"none"``, ``"imagenet"`` or ``"caffe"`` (see :class:`InputNorm`).
+        weight_decay: L2 weight decay in TF 1's convention ``wd · Σw² / 2`` (0 = none).
+        bn_momentum: batch-norm moving-average momentum.
+        bn_epsilon: batch-norm variance epsilon.
+        name: the Keras model's name (the e2e models look it up as ``visual_cnn``).
+
+    Returns:
+        The CNN, input ``(B, S, S, 3)``, output ``(B, 2048)``.
+
+    Raises:
+        ConfigError: an unknown ``input_norm``; ImageNet weights not in Keras' cache; a weights
+            file that is missing, has another suffix, or cannot be loaded.
+    """
     weights = str(weights)
     if input_norm not in INPUT_NORMS:
         raise ConfigError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
@@ -219,7 +283,18 @@ def build_visual_cnn(
 
 
 def visual_cnn_from_config(config: VisualOptions) -> keras.Model:
-    """Build the visual CNN from a model config (:class:`VisualOptions`)."""
+    """Build the visual CNN from a model config (:class:`VisualOptions`).
+
+    Args:
+        config: the model config (``face_size``, ``visual_weights``, ``input_norm``,
+            ``visual_weight_decay``, ``visual_bn_momentum``, ``visual_bn_epsilon``).
+
+    Returns:
+        The visual CNN (see :func:`build_visual_cnn`).
+
+    Raises:
+        ConfigError: see :func:`build_visual_cnn`.
+    """
     return build_visual_cnn(
         face_size=config.face_size,
         weights=config.visual_weights,

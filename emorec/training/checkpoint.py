@@ -54,7 +54,12 @@ class TrainState(tf.Module):
         self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
 
     def as_dict(self) -> dict:
-        """Plain Python values of the counters."""
+        """Plain Python values of the counters.
+
+        Returns:
+            ``{"epoch", "step_in_epoch", "global_step", "best_epoch"}`` as ints and
+            ``"best_score"`` as a float (NaN before any epoch was scored).
+        """
         return {
             "epoch": int(self.epoch.numpy()),
             "step_in_epoch": int(self.step_in_epoch.numpy()),
@@ -65,7 +70,19 @@ class TrainState(tf.Module):
 
 
 class RunCheckpoints:
-    """The ``latest`` checkpoint and ``best.keras`` of one run directory."""
+    """The ``latest`` checkpoint and ``best.keras`` of one run directory.
+
+    Args:
+        run_dir: the training run directory.
+        model: the model whose variables (all of them, not only the trainable ones) are saved.
+        optimizer: the optimizer whose variables are saved with them.
+        state: the run's :class:`TrainState`.
+        extra: more trackables to save, by name (e.g. the carried LSTM states of stateful
+            training).
+        chief: whether this worker writes into the run directory; other workers save into a
+            scratch directory that is deleted after each save.
+        worker: this worker's name, for the scratch directory's name.
+    """
 
     def __init__(self, run_dir, model, optimizer, state: TrainState, *, extra: dict | None = None,
                  chief: bool = True, worker: str = "local"):
@@ -96,7 +113,16 @@ class RunCheckpoints:
         return path
 
     def save_latest(self, step: int, optimizer_state: bool = True) -> str | None:
-        """Save the resume checkpoint of ``step`` (without the optimizer variables if asked); its path on the chief."""
+        """Save the resume checkpoint of ``step``; older ones are deleted.
+
+        Args:
+            step: the global step, used as the checkpoint number.
+            optimizer_state: include the optimizer variables (False: weights and counters only,
+                for a finished run with ``training.keep_optimizer_state: false``).
+
+        Returns:
+            The checkpoint's path prefix on the chief; None on other workers.
+        """
         manager = self.latest if optimizer_state else self._latest_weights
         path = manager.save(checkpoint_number=step)
         # The two managers share the directory and each deletes only its own old files.
@@ -104,13 +130,28 @@ class RunCheckpoints:
         return self._cleanup(manager, path)
 
     def save_best_model(self) -> Path | None:
-        """Write the model's current weights as ``best.keras`` (chief only)."""
+        """Write the model's current weights as ``best.keras`` (chief only).
+
+        Returns:
+            The path of ``best.keras`` on the chief; None on other workers.
+        """
         if not self.chief:
             return None
         return save_keras_atomic(self.model, self.best_model_path)
 
     def restore_latest(self) -> str | None:
-        """Restore the newest ``latest`` checkpoint of the run directory; None if there is none."""
+        """Restore the newest ``latest`` checkpoint of the run directory; None if there is none.
+
+        A checkpoint saved without optimizer variables restores the weights and counters
+        alone, with a warning that the optimizer starts afresh.
+
+        Returns:
+            The restored checkpoint's path prefix, or None.
+
+        Raises:
+            AssertionError: the checkpoint does not match the model's or optimizer's variables
+                (``assert_consumed``).
+        """
         path = self.latest_path
         if path is None:
             return None
@@ -144,12 +185,27 @@ def _drop_other_checkpoints(directory: Path, keep: str) -> None:
 
 
 def has_checkpoint(run_dir) -> bool:
-    """True if the run directory holds a ``latest`` checkpoint."""
+    """True if the run directory holds a ``latest`` checkpoint.
+
+    Args:
+        run_dir: the training run directory.
+
+    Returns:
+        Whether training can resume from it.
+    """
     return tf.train.latest_checkpoint(str(RunDir(run_dir).latest)) is not None
 
 
 def save_keras_atomic(model, path) -> Path:
-    """``model.save`` to a temporary ``.keras`` name beside ``path``, then rename."""
+    """``model.save`` to a temporary ``.keras`` name beside ``path``, then rename.
+
+    Args:
+        model: the Keras model (config and weights are saved, no optimizer).
+        path: the ``.keras`` file to write (its folder is created; replaced if it exists).
+
+    Returns:
+        ``path`` as a Path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)

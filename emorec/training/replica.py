@@ -14,7 +14,16 @@ import tensorflow as tf
 
 
 def numeric(batch: dict) -> dict:
-    """The batch without its string tensors (recording ids cannot go to accelerators; steps need none)."""
+    """The batch without its string tensors.
+
+    Recording ids cannot go to accelerators, and the steps need none.
+
+    Args:
+        batch: a dict of tensors (a data batch).
+
+    Returns:
+        A new dict without the ``tf.string`` entries.
+    """
     return {k: v for k, v in batch.items() if v.dtype != tf.string}
 
 
@@ -53,5 +62,15 @@ def replica_update(model, forward_model, inputs, batch, objective, optimizer, re
 
 
 def reduce_terms(strategy, per_replica: dict) -> dict:
-    """Per-replica terms to one value each (replicas agree on global terms; MEAN averages local ones)."""
+    """Per-replica terms to one value each.
+
+    Replicas agree on the global terms; MEAN averages the local ones.
+
+    Args:
+        strategy: the ``tf.distribute`` strategy the step ran under.
+        per_replica: ``{term: per-replica scalar}`` from :func:`replica_update`.
+
+    Returns:
+        ``{term: scalar tensor}``, each the mean over replicas.
+    """
     return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}

@@ -41,7 +41,17 @@ from emorec.training.steps import StepContext, TrainStep
 
 
 def check_stateful(config, model, strategy) -> None:
-    """ConfigError unless the config, the model and the strategy allow stateful training."""
+    """ConfigError unless the config, the model and the strategy allow stateful training.
+
+    Args:
+        config: the resolved :class:`~emorec.config.TrainConfig` (model name, batch size).
+        model: the offline model to train.
+        strategy: the ``tf.distribute`` strategy training runs under.
+
+    Raises:
+        ConfigError: the model has no recurrent head or heads of different sizes, the
+            strategy is multi-worker, or the batch size is not divisible by the replicas.
+    """
     name = config.model_name
     if not recurrent_heads(model):
         raise ConfigError(
@@ -64,17 +74,37 @@ def check_stateful(config, model, strategy) -> None:
 
 
 def settle(new_states, mask):
-    """Next states: gradient cut (truncated BPTT) and zeros on rows without a real frame (padding)."""
+    """Next states: gradient cut (truncated BPTT) and zeros on rows without a real frame (padding).
+
+    Args:
+        new_states: ``(B, rows, units)`` states at the end of the batch.
+        mask: ``(B, T)`` frame mask of the batch (> 0 = real frame).
+
+    Returns:
+        The ``(B, rows, units)`` states to carry, without gradient; rows that held only
+        padding are zero.
+
+    >>> import numpy as np
+    >>> states = settle(np.ones((2, 1, 1), np.float32), np.array([[1.0, 0.0], [0.0, 0.0]]))
+    >>> np.asarray(states).ravel().tolist()
+    [1.0, 0.0]
+    """
     has_frames = tf.cast(tf.reduce_any(mask > 0, axis=1), new_states.dtype)
     return tf.stop_gradient(new_states) * has_frames[:, None, None]
 
 
 class StatefulStep(TrainStep):
-    """Trains like :class:`~emorec.training.steps.WindowedStep`, carrying each row's state between calls.
+    """Trains like :class:`~emorec.training.steps.WindowedStep`, carrying each row's state.
+
+    The state is carried between calls, row by row.
 
     ``variable`` holds the global ``(B, rows, units)`` states after the last
     step (checkpointed with the run); the first call reads it, so a restored
     checkpoint continues where it stopped. Validation streams whole recordings.
+
+    Args:
+        context: the step's model, optimizer, objective, strategy, input names, batch size
+            and XLA choice.
     """
 
     stream_validation = True
@@ -105,7 +135,11 @@ class StatefulStep(TrainStep):
         self._step = step
 
     def checkpoint_items(self) -> dict:
-        """The carried states, so that a resumed run continues its lanes."""
+        """The carried states, so that a resumed run continues its lanes.
+
+        Returns:
+            ``{"carried_states": variable}`` to save with the run's checkpoint.
+        """
         return {"carried_states": self.variable}
 
     def _distribute(self, global_states):

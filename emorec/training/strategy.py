@@ -19,7 +19,14 @@ from emorec.errors import ConfigError
 
 
 def configure_cpu_devices(count: int) -> None:
-    """Split the CPU into ``count`` logical devices; must run before TensorFlow initialises."""
+    """Split the CPU into ``count`` logical devices; must run before TensorFlow initialises.
+
+    Args:
+        count: number of logical CPU devices (the replicas of ``mirrored`` without GPUs).
+
+    Raises:
+        RuntimeError: TensorFlow has already initialised its devices (raised by ``tf.config``).
+    """
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
@@ -27,7 +34,14 @@ def configure_cpu_devices(count: int) -> None:
 
 
 def tf_config() -> dict:
-    """The parsed ``TF_CONFIG`` environment variable (``{}`` if unset); ConfigError if malformed."""
+    """The parsed ``TF_CONFIG`` environment variable (``{}`` if unset); ConfigError if malformed.
+
+    Returns:
+        The JSON mapping (``cluster``, ``task``), or ``{}`` when unset or blank.
+
+    Raises:
+        ConfigError: not JSON, not a mapping, or a ``cluster`` that is not a mapping.
+    """
     raw = os.environ.get("TF_CONFIG", "")
     if not raw.strip():
         return {}
@@ -51,7 +65,20 @@ def _mirrored_devices() -> list[str] | None:
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """A strategy by name (``auto``, ``one``, ``mirrored``, ``multiworker``); see the module docstring."""
+    """A ``tf.distribute`` strategy by name; see the module docstring.
+
+    Args:
+        name: ``auto`` (multi-worker with a ``TF_CONFIG`` cluster of several tasks, mirrored
+            with several GPUs, else TF's default strategy), ``one`` (the first GPU, else the
+            CPU), ``mirrored`` (every GPU, or every logical CPU device) or ``multiworker``.
+
+    Returns:
+        The ``tf.distribute.Strategy``.
+
+    Raises:
+        ConfigError: an unknown name, a malformed ``TF_CONFIG``, or ``multiworker`` without
+            a ``TF_CONFIG`` cluster.
+    """
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
     if name == "auto":
@@ -79,7 +106,15 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes checkpoints, logs and the model (always true off a cluster)."""
+    """True on the worker that writes checkpoints, logs and the model (always true off a cluster).
+
+    Args:
+        strategy: the strategy training runs under.
+
+    Returns:
+        True for the ``chief`` task, or worker 0 of a cluster without one, or any strategy
+        without a cluster.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return True
@@ -91,7 +126,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def worker_id(strategy: tf.distribute.Strategy) -> str:
-    """``"<task_type>_<task_id>"`` of this process in a cluster, ``"local"`` otherwise."""
+    """``"<task_type>_<task_id>"`` of this process in a cluster, ``"local"`` otherwise.
+
+    Args:
+        strategy: the strategy training runs under.
+
+    Returns:
+        The worker's name (e.g. ``worker_1``).
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return "local"
@@ -99,7 +141,19 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
 
 
 def strategy_name(strategy: tf.distribute.Strategy) -> str:
-    """The public class name of a strategy (``MultiWorkerMirroredStrategy`` rather than its internal subclass)."""
+    """The public class name of a strategy, for logs and the run record.
+
+    Args:
+        strategy: a ``tf.distribute.Strategy``.
+
+    Returns:
+        ``MultiWorkerMirroredStrategy`` (rather than its internal subclass),
+        ``MirroredStrategy``, ``OneDeviceStrategy``, ``default`` for TF's default strategy,
+        else the class name.
+
+    >>> strategy_name(tf.distribute.get_strategy())
+    'default'
+    """
     public = {
         "MultiWorkerMirroredStrategy": tf.distribute.MultiWorkerMirroredStrategy,
         "MirroredStrategy": tf.distribute.MirroredStrategy,

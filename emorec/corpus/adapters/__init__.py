@@ -18,7 +18,22 @@ _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def check_recording_id(recording_id: str, where: str) -> str:
-    """Return the id if it is usable as a shard file name, else raise ConfigError naming ``where``."""
+    """Return the id if it is usable as a shard file name, else raise ConfigError naming ``where``.
+
+    Args:
+        recording_id: the recording id (becomes ``<partition>/<id>.tfrecord``): a letter or
+            digit, then letters, digits, ``_``, ``.`` and ``-``.
+        where: the file (and line) the id came from, to start the error message.
+
+    Returns:
+        ``recording_id`` unchanged.
+
+    Raises:
+        ConfigError: the id is empty or holds other characters.
+
+    >>> check_recording_id("dev_1", "recordings.csv: line 2")
+    'dev_1'
+    """
     if not _ID_PATTERN.match(recording_id or ""):
         raise ConfigError(
             f"{where}: recording id {recording_id!r} must start with a letter or digit and hold "
@@ -28,7 +43,18 @@ def check_recording_id(recording_id: str, where: str) -> str:
 
 
 def check_sources(sources: Iterable[RecordingSource], where: str) -> list[RecordingSource]:
-    """Check ids are unique; return the sources sorted by (partition, id)."""
+    """Check ids are unique; return the sources sorted by (partition, id).
+
+    Args:
+        sources: the recordings an adapter found.
+        where: the corpus file or folder they came from, to start error messages.
+
+    Returns:
+        The sources as a list sorted by ``(partition, recording_id)``.
+
+    Raises:
+        ConfigError: a recording id appears twice, or there are no recordings.
+    """
     seen: dict[str, RecordingSource] = {}
     for source in sources:
         if source.recording_id in seen:
@@ -40,7 +66,15 @@ def check_sources(sources: Iterable[RecordingSource], where: str) -> list[Record
 
 
 def subjects_across_partitions(sources: Iterable[RecordingSource]) -> dict[str, list[str]]:
-    """Subjects that appear in more than one partition, with their partitions."""
+    """Subjects that appear in more than one partition, with their partitions.
+
+    Args:
+        sources: the recordings of a corpus.
+
+    Returns:
+        ``{subject_id: sorted partition names}`` for every subject found in two or more
+        partitions (empty when the partitions are subject-independent).
+    """
     partitions: dict[str, set[str]] = {}
     for source in sources:
         partitions.setdefault(source.subject_id, set()).add(source.partition)

@@ -35,7 +35,23 @@ def _resolve(base: Path, text: str, where: str, column: str) -> Path | None:
 
 
 def read_recordings_csv(csv_path) -> list[RecordingSource]:
-    """Read a manifest CSV into recording sources; errors name the CSV line."""
+    """Read a manifest CSV into recording sources; errors name the CSV line.
+
+    Header names are matched case-insensitively; blank rows are skipped; relative paths are
+    resolved against the CSV's folder; an empty ``subject`` means the recording id.
+
+    Args:
+        csv_path: the CSV with the columns of :data:`COLUMNS`.
+
+    Returns:
+        The recordings, sorted by (partition, id).
+
+    Raises:
+        ConfigError: the CSV is missing, lacks a column, or a row has a bad id, an unknown
+            partition, neither audio nor video, or an id listed twice; or no rows at all.
+        MediaError: a named audio, video or label file is missing or unreadable (or empty,
+            for audio and video).
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ConfigError(f"{csv_path}: no such recordings CSV")

@@ -13,15 +13,34 @@ run is scored the same way in both:
 
 Inputs are converted batch by batch (faces uint8 → float32 in [0, 1]), so
 memory follows the batch, not the recording.
+
+Sliding windows overlap in all but one frame, so running each through the
+whole model would compute every frame's CNN features ``window`` times. When
+the model's features are per frame (every part before its recurrent heads
+looks at one frame at a time: the released speech CNN, the face encoders,
+ResNet-50), the model is split at the heads' inputs (:func:`split_at_heads`):
+features are computed once per frame, and only the recurrent part runs per
+window, which gives the same numbers for a fraction of the cost. Whether the
+features are per frame is checked on the recording's first frames (a model
+whose front end mixes frames, like ``audio_variant: paper``, fails the check
+and runs whole windows).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from emorec.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 MODES = ("window", "sliding", "whole")
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _as_input(name: str, value: np.ndarray) -> np.ndarray:
@@ -57,6 +76,37 @@ def model_inputs(arrays: dict, names) -> dict:
     return out
 
 
+def split_at_heads(model):
+    """The model cut at its recurrent heads' inputs: ``(features, head)``, or None if it has no heads.
+
+    Args:
+        model: a functional model with an ``emotion`` output and
+            :class:`~emorec.models.recurrent.RecurrentHead` layers.
+
+    Returns:
+        ``features`` maps the model's inputs to the list of the heads' input
+        sequences; ``head`` maps that list to ``emotion``. Both share the
+        model's layers and weights. None when the model has no recurrent head
+        or its ``emotion`` output needs more than the heads' inputs.
+    """
+    import keras
+
+    from emorec.models.twin import recurrent_heads
+
+    heads = recurrent_heads(model)
+    if not heads or any(len(h._inbound_nodes) != 1 for h in heads):
+        return None
+    head_inputs = [h._inbound_nodes[0].input_tensors[0] for h in heads]
+    outputs = model.output if isinstance(model.output, dict) else None
+    if not outputs or "emotion" not in outputs:
+        return None
+    try:
+        head = keras.Model(head_inputs, outputs["emotion"], name=f"{model.name}_heads")
+    except ValueError:  # the output also depends on model inputs the heads do not see
+        return None
+    return keras.Model(model.input, head_inputs, name=f"{model.name}_features"), head
+
+
 class RecordingPredictor:
     """One model over whole recordings (see the module docstring for the modes).
 
@@ -89,6 +139,8 @@ class RecordingPredictor:
             return model(inputs, training=False)["emotion"]
 
         self._forward = forward
+        self._split = None  # (features fn, head fn) once per-frame features are confirmed
+        self._split_checked = False
         self._runner = None
         if mode == "whole":
             try:
@@ -144,6 +196,67 @@ class RecordingPredictor:
         return out[:total]
 
     def _sliding(self, arrays: dict, total: int) -> np.ndarray:
+        if not self._split_checked:
+            self._split = self._per_frame_split(arrays, total)
+            self._split_checked = True
+        if self._split is not None:
+            return self._sliding_split(arrays, total)
+        return self._sliding_whole(arrays, total)
+
+    def _per_frame_split(self, arrays: dict, total: int):
+        """The split model, if its features of a few frames equal those of each frame alone."""
+        import tensorflow as tf
+
+        split = split_at_heads(self.model)
+        if split is None:
+            return None
+        features, head = split
+        probe = min(total, max(2, min(self.window_frames, 4)))
+        if probe < 2:
+            return None
+        piece = {name: _as_input(name, arrays[name][:probe])[None] for name in self.names}
+        joint = [np.asarray(f) for f in _as_list(features(piece, training=False))]
+        for t in range(probe):
+            alone = _as_list(features({k: v[:, t:t + 1] for k, v in piece.items()}, training=False))
+            for j, a in zip(joint, alone):
+                if not np.allclose(j[:, t:t + 1], np.asarray(a), rtol=1e-4, atol=1e-5):
+                    logger.info("%s: features mix frames, so each sliding window runs the whole model",
+                                self.model.name)
+                    return None
+
+        @tf.function(reduce_retracing=True)
+        def feature_fn(inputs):
+            return _as_list(features(inputs, training=False))
+
+        @tf.function(reduce_retracing=True)
+        def head_fn(inputs):
+            return head(inputs, training=False)
+
+        return feature_fn, head_fn
+
+    def _sliding_split(self, arrays: dict, total: int) -> np.ndarray:
+        feature_fn, head_fn = self._split
+        w = self.window_frames
+        step = max(w, self.batch_size * w)  # frames per feature call: the model's usual batch
+        parts = []
+        for start in range(0, total, step):
+            piece = {name: _as_input(name, arrays[name][start:start + step])[None] for name in self.names}
+            parts.append([f.numpy()[0] for f in feature_fn(piece)])
+        feats = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))] if parts else []
+        out = np.zeros((total, 2), np.float32)
+        head = min(w - 1, total)
+        if head:
+            # Causal heads: the output at frame t of the first w - 1 frames is window [0, t]'s last.
+            out[:head] = head_fn([f[None, :head] for f in feats]).numpy()[0]
+        ends = np.arange(w - 1, total)
+        rows = max(1, self.batch_size * w)  # windows per head call (the heads are cheap)
+        for i in range(0, len(ends), rows):
+            chosen = ends[i:i + rows]
+            index = chosen[:, None] - w + 1 + np.arange(w)[None, :]
+            out[chosen] = head_fn([f[index] for f in feats]).numpy()[:, -1]
+        return out
+
+    def _sliding_whole(self, arrays: dict, total: int) -> np.ndarray:
         w = self.window_frames
         out = np.zeros((total, 2), np.float32)
         # The first frames have fewer predecessors: one shorter window each.

@@ -162,9 +162,14 @@ class Protocol:
 
 def default_protocol_path() -> Path:
     """``evaluate/avec2016.yaml`` of the checkout emorec is installed from."""
+    return protocol_path("avec2016")
+
+
+def protocol_path(name: str) -> Path:
+    """``evaluate/<name>.yaml`` of the checkout emorec is installed from (a task's named protocol)."""
     import emorec
 
-    return Path(emorec.__file__).resolve().parent.parent / "evaluate" / "avec2016.yaml"
+    return Path(emorec.__file__).resolve().parent.parent / "evaluate" / f"{name}.yaml"
 
 
 def load_protocol(source: str | os.PathLike | dict | Protocol | None = None) -> Protocol:

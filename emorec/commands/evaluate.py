@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
                         help="train (the run's window, zero state each; default), whole, or seconds")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per chunk in whole-recording mode (state carried over)")
-    parser.add_argument("--protocol", type=Path, default=None, help="protocol YAML (default evaluate/avec2016.yaml)")
+    parser.add_argument("--protocol", type=Path, default=None, help="protocol YAML (default: the model's task's, evaluate/avec2016.yaml or "
+                             "evaluate/avec2015.yaml for feature_lstm)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/eval/PARTITION)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

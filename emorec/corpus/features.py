@@ -227,8 +227,50 @@ def _landmarks(predictor, image, box, found: int) -> tuple[np.ndarray, int]:
     return predictor.predict(image, predictor_box(box)).astype(np.float32), 1
 
 
-def _fit_inputs(source, options: FeatureOptions, face_config, face_size: int, cache_dir, progress: bool):
-    """One training recording's landmarks (all frames) and LGBP-TOP vectors (every ``pca_stride``-th face)."""
+def sampled_lgbp_vectors(lgbp, crops, keep) -> np.ndarray:
+    """LGBP-TOP vectors of the frames ``keep(i)`` selects, each from its few neighbours only.
+
+    A frame's vector depends on the frames within ``block // 2 + 1`` of it, so
+    running the extractor on that clip alone gives exactly the vector of the
+    whole sequence (at the ends too: the clip then stops where the recording
+    does). With sparse samples this costs ``block + 2`` frames per sample
+    instead of every frame.
+
+    Args:
+        lgbp: the :class:`~emorec.features.lgbp_top.LgbpTop` extractor.
+        crops: the face crops of consecutive frames (any iterable; read once).
+        keep: ``keep(i) -> bool``, asked once frame ``i`` and its neighbours are known.
+
+    Returns:
+        ``(samples, dim)`` float32 in frame order.
+    """
+    from collections import deque
+
+    reach = lgbp.config.block // 2 + 1
+    window: deque = deque(maxlen=2 * reach + 1)  # frames i - 2 reach .. i
+    out = []
+
+    def sample(t: int, first: int) -> None:
+        if keep(t):
+            clip = list(window)[max(0, t - reach - first): t + reach + 1 - first]
+            offset = t - max(first, t - reach)
+            out.append(lgbp.transform(clip)[offset])
+
+    count = 0
+    for i, crop in enumerate(crops):
+        window.append(crop)
+        count = i + 1
+        t = i - reach
+        if t >= 0:
+            sample(t, i + 1 - len(window))
+    for t in range(max(0, count - reach), count):
+        sample(t, count - len(window))
+    return np.stack(out) if out else np.zeros((0, lgbp.dim), np.float32)
+
+
+def _fit_inputs(source, options: FeatureOptions, face_config, face_size: int, cache_dir, progress: bool,
+                stride: int = 1):
+    """One training recording's landmarks (all frames) and LGBP-TOP vectors (every ``stride``-th face)."""
     from emorec.features.lgbp_top import LgbpTop
     from emorec.media.video import count_grid_frames
 
@@ -248,18 +290,12 @@ def _fit_inputs(source, options: FeatureOptions, face_config, face_size: int, ca
                 found.append(ok)
             yield _crop(image, box, face_size)
 
-    sampled = []
+    vectors = None
     if lgbp is not None:
-        start = 0
-        for vectors in lgbp.iter_vectors(crops_of()):
-            index = np.arange(start, start + len(vectors))
-            keep = (index % options.pca_stride == 0) & (np.asarray(found)[index] > 0)
-            sampled.append(vectors[keep])
-            start += len(vectors)
+        vectors = sampled_lgbp_vectors(lgbp, crops_of(), lambda t: t % stride == 0 and found[t] > 0)
     else:
         for _ in crops_of():
             pass
-    vectors = np.concatenate(sampled) if sampled else None
     landmarks = np.stack(points) if points else None
     return landmarks, np.asarray(found, np.int8), vectors
 
@@ -304,9 +340,15 @@ def feature_models(sources, options: FeatureOptions, out: Path, face_config, fac
         raise ConfigError(
             f"{out}: {', '.join(wanted)} fit their model on the training partition's videos, and the build "
             f"has {'no training recording' if not train else 'training recordings without video'}")
-    logger.info("feature models: fitting %s on %d training recordings", ", ".join(wanted), len(train))
+    from emorec.media.video import count_grid_frames
+
+    # Every pca_stride-th frame, fewer when the training videos hold more than pca_max_frames of them.
+    total = sum(count_grid_frames(s.video) for s in train)
+    stride = max(options.pca_stride, -(-total // options.pca_max_frames))
+    logger.info("feature models: fitting %s on %d training recordings (PCA on every %d-th frame)",
+                ", ".join(wanted), len(train), stride)
     run = functools.partial(_fit_inputs, options=options, face_config=face_config, face_size=face_size,
-                            cache_dir=cache_dir, progress=False)
+                            cache_dir=cache_dir, progress=False, stride=stride)
     if jobs > 1 and len(train) > 1:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(min(jobs, len(train)), mp_context=context) as pool:
@@ -326,8 +368,8 @@ def feature_models(sources, options: FeatureOptions, out: Path, face_config, fac
         if len(vectors) < options.pca_dims:
             raise ConfigError(
                 f"{out}: video_appearance's PCA to {options.pca_dims} dimensions needs at least that many "
-                f"training frames with a face every {options.pca_stride} frames, found {len(vectors)}; lower "
-                "--pca-stride or --pca-dims")
+                f"training frames with a face every {stride} frames, found {len(vectors)}; lower "
+                "--pca-dims")
         models.pca = fit_pca(vectors, options.pca_dims, max_samples=options.pca_max_frames)
         models.pca.save(files["video_appearance"])
     return models, {name: file_sha256(files[name]) for name in wanted}

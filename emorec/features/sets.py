@@ -105,7 +105,7 @@ class FeatureOptions:
     lgbp_grid: int = 4
     lgbp_block: int = 5
     pca_dims: int = 84
-    pca_stride: int = 10
+    pca_stride: int = 20
     pca_max_frames: int = 3000
     dlib_model: str | None = None
 

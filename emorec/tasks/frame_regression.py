@@ -58,6 +58,14 @@ class FrameRegressionTask(Task):
         data.require_modalities(self.modalities(spec, config), f"model {spec.name}")
         data.check_labels("train", required=True)
         data.check_labels("dev")
+        self.check_windows(data, spec, config)
+
+    def check_windows(self, data, spec, config) -> None:
+        """The stored windows give the training windows (the same, or split evenly), unless stream-ordered.
+
+        Raises:
+            ConfigError: naming the dataset, both window settings and the build that would fit.
+        """
         cfg = config.data
         stored_w, stored_h = data.window_frames, data.hop_frames
         want_w, want_h = cfg.window_frames, cfg.hop_frames

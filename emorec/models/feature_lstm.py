@@ -18,8 +18,10 @@ z-scored when read) go through stacked LSTM layers of ``layers`` units
 - **Fusion** (``fusion``) of several sets: ``concat`` (early fusion) feeds
   their concatenation to the first layer; ``layered`` is the paper's new
   structure (Fig. 2): set ``k`` enters layer ``k``, concatenated with layer
-  ``k-1``'s output (so at most one set per layer; later layers take only the
-  layer below).
+  ``k-1``'s output (later layers take only the layer below);
+  ``fusion_layers`` names the layer of each set instead (e.g. ``[0, 1, 1, 2,
+  2]`` for audio; video_app + video_geo; ECG + EDA in Table 8's three-layer
+  network), sets of one layer concatenated in order.
 - **Targets** (``targets``): ``[arousal]``, ``[valence]`` or both (multi-task,
   Table 7). The output always has emorec's two columns ``emotion (B, T, 2)``
   = [arousal, valence]: a single-target model has one output unit, written to
@@ -53,6 +55,7 @@ from emorec.config.base import (
     boolean,
     choice,
     list_of,
+    non_negative_int,
     number,
     optional,
     positive_int,
@@ -60,6 +63,7 @@ from emorec.config.base import (
 )
 from emorec.config.sections import ModelConfig
 from emorec.errors import ConfigError
+from emorec.models import fusion_layers  # noqa: F401  (registers the late-fusion layers for fused.keras)
 from emorec.models.recurrent import PeepholeLSTMCell
 from emorec.models.registry import register_model
 from emorec.schema import SchemaError, check_feature_set_name, feature_key
@@ -94,6 +98,8 @@ class FeatureLSTMConfig(ModelConfig):
                              doc="[arousal], [valence] or both (multi-task)")
     fusion: str = setting("concat", choice(*FUSIONS),
                           doc="several sets: concat (early fusion) | layered (Fig. 2: set k enters layer k)")
+    fusion_layers: tuple | None = setting(None, optional(list_of(non_negative_int, unique=False)),
+                                          doc="layered: the layer each set enters (null = set k, layer k)")
     cell: str = setting("peephole", choice(*CELLS),
                         doc="peephole (Graves 2013, eq. 2, Theanets) | keras (keras.layers.LSTM)")
     forget_bias: float = setting(2.0, number, doc="initial forget-gate bias (§4.3: 2)")
@@ -108,9 +114,19 @@ class FeatureLSTMConfig(ModelConfig):
                 len(self.feature_dims) != len(self.features):
             raise FieldError("feature_dims", f"has {len(self.feature_dims)} dimensions for "
                                              f"{len(self.features)} feature sets {list(self.features)}")
-        if self.fusion == "layered" and self.features is not None and len(self.features) > len(self.layers):
+        if self.fusion_layers is not None:
+            if self.fusion != "layered":
+                raise FieldError("fusion_layers", "is for fusion: layered")
+            if self.features is not None and len(self.fusion_layers) != len(self.features):
+                raise FieldError("fusion_layers", f"names {len(self.fusion_layers)} layers for "
+                                                  f"{len(self.features)} feature sets {list(self.features)}")
+            if 0 not in self.fusion_layers or max(self.fusion_layers) >= len(self.layers):
+                raise FieldError("fusion_layers", f"must name layers 0..{len(self.layers) - 1} (model.layers), "
+                                                  "layer 0 at least once")
+        elif self.fusion == "layered" and self.features is not None and len(self.features) > len(self.layers):
             raise FieldError("fusion", f"layered feeds set k to layer k: {len(self.features)} sets need at "
-                                       f"least as many layers, model.layers has {len(self.layers)}")
+                                       f"least as many layers, model.layers has {len(self.layers)} (or give "
+                                       "model.fusion_layers)")
 
     @property
     def target_columns(self) -> tuple[int, ...]:
@@ -190,10 +206,11 @@ def build_feature_lstm(config: FeatureLSTMConfig) -> keras.Model:
               for name, dim in zip(config.features, config.feature_dims)}
     sets = list(inputs.values())
     if config.fusion == "layered":
-        x = sets[0]
+        where = config.fusion_layers if config.fusion_layers is not None else tuple(range(len(sets)))
+        x = None
         for k, units in enumerate(config.layers):
-            if 0 < k < len(sets):
-                x = keras.layers.Concatenate(name=f"fusion_{k}")([x, sets[k]])
+            entering = ([x] if x is not None else []) + [t for t, layer in zip(sets, where) if layer == k]
+            x = entering[0] if len(entering) == 1 else keras.layers.Concatenate(name=f"fusion_{k}")(entering)
             x = _recurrent(config, units, k)(x)
     else:
         x = sets[0] if len(sets) == 1 else keras.layers.Concatenate(name="fusion")(sets)

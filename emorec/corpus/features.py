@@ -44,6 +44,24 @@ _AUDIO_BLOCK = 250 * FRAME_SAMPLES
 # -- released sets ---------------------------------------------------------------------------
 
 
+def discover_released(src, requested: Sequence[str]) -> dict[str, dict[str, Path]]:
+    """:func:`emorec.features.arff.discover_feature_sets`, with a hint when a name is one emorec computes.
+
+    Raises:
+        ConfigError: a requested folder that does not exist (listing those that do).
+    """
+    from emorec.features.arff import discover_feature_sets
+    from emorec.features.sets import EXTRACTED_SETS
+
+    try:
+        return discover_feature_sets(src, list(requested))
+    except ConfigError as exc:
+        computed = [name for name in requested if name in EXTRACTED_SETS]
+        hint = (f"; {', '.join(computed)} {'is' if len(computed) == 1 else 'are'} computed from the media: "
+                f"use --extract {','.join(computed)}") if computed else ""
+        raise ConfigError(f"{exc}{hint}") from None
+
+
 def attach_released_files(sources, src, requested: Sequence[str]) -> list[str]:
     """Find the released feature files of every recording and set ``source.features`` (``{set: path}``).
 
@@ -61,16 +79,7 @@ def attach_released_files(sources, src, requested: Sequence[str]) -> list[str]:
             ARFF files.
         MediaError: a recording without its file in a set (naming the file expected).
     """
-    from emorec.features.arff import discover_feature_sets
-    from emorec.features.sets import EXTRACTED_SETS
-
-    try:
-        sets = discover_feature_sets(src, list(requested))
-    except ConfigError as exc:
-        computed = [name for name in requested if name in EXTRACTED_SETS]
-        hint = (f"; {', '.join(computed)} {'is' if len(computed) == 1 else 'are'} computed from the media: "
-                f"use --extract {','.join(computed)}") if computed else ""
-        raise ConfigError(f"{exc}{hint}") from None
+    sets = discover_released(src, requested)
     for name, files in sets.items():
         folder = next(iter(files.values())).parent
         for source in sources:

@@ -112,9 +112,9 @@ def recola_sources(
     video = _files(root / VIDEO_DIR, VIDEO_SUFFIXES)
     released = {}
     if features:
-        from emorec.features.arff import discover_feature_sets
+        from emorec.corpus.features import discover_released
 
-        released = {stem: path for files in discover_feature_sets(root, list(features)).values()
+        released = {stem: path for files in discover_released(root, features).values()
                     for stem, path in files.items()}
     if not audio and not video and not (released and not modalities):
         raise MediaError(f"{root}: no recordings in {AUDIO_DIR}/ or {VIDEO_DIR}/ (is it RECOLA?)")

@@ -214,6 +214,7 @@ def test_bad_dlib_model_is_refused(small, tmp_path, capsys):
     missing = tmp_path / "nothing.dat"
     _assert_refused(capsys, _build(root, tmp_path / "out", "--features", "cues", "--extract", "video_geometric",
                                    "--dlib-model", str(missing)), tmp_path / "out", str(missing))
+    pytest.importorskip("dlib", reason="dlib is an optional extra (pip install 'emorec[landmarks]')")
     garbage = tmp_path / "garbage.dat"
     garbage.write_bytes(b"not a model" * 100)
     _assert_refused(capsys, _build(root, tmp_path / "out", "--features", "cues", "--extract", "video_geometric",

@@ -24,14 +24,32 @@ objectives:
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 
 from emorec.errors import ConfigError
 from emorec.tasks.frame_regression import DIMENSIONS, FrameRegressionTask
 
+logger = logging.getLogger(__name__)
+
 # What the demo corpus extracts when model.features is null.
 DEMO_FEATURE_SETS = ("audio_lld", "video_geometric", "video_appearance")
+
+
+def landmarks_available() -> bool:
+    """dlib is installed and its 68-point model file is found (video_geometric can be extracted)."""
+    import importlib.util
+
+    from emorec.features.landmarks68 import find_shape_predictor
+
+    if importlib.util.find_spec("dlib") is None:
+        return False
+    try:
+        find_shape_predictor()
+    except ConfigError:
+        return False
+    return True
 
 
 def feature_validation_metrics(per_recording: dict, targets) -> dict:
@@ -85,6 +103,10 @@ class FeatureRegressionTask(FrameRegressionTask):
         from emorec.features.sets import EXTRACTED_SETS
 
         wanted = tuple(config.model.features) if config.model.features is not None else DEMO_FEATURE_SETS
+        if config.model.features is None and not landmarks_available():
+            logger.warning("video_geometric left out of the demo: dlib or its 68-point model is missing "
+                           "(pip install 'emorec[landmarks]'; apt-get install libdlib-data)")
+            wanted = tuple(name for name in wanted if name != "video_geometric")
         unknown = [name for name in wanted if name not in EXTRACTED_SETS]
         if unknown:
             raise ConfigError(

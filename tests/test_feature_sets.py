@@ -76,6 +76,10 @@ def test_build_stores_released_features(built):
     assert manifest.feature_sets["cues"].names == ["cue_a", "cue_v", "cue_n"]
     assert manifest.feature_sets["cues"].source == "released"
     assert manifest.feature_sets["cues"].path == "features_cues"
+    from emorec.corpus.validate import validate_dataset
+
+    checked = validate_dataset(out)
+    assert not checked.errors and not checked.warnings and checked.windows == 6 * 4
     doc = json.loads((out / "manifest.json").read_text())
     assert [f["name"] for f in doc["feature_sets"]] == ["cues", "other"]
     for rid, (times, _, _, sets) in values.items():

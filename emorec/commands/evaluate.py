@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
                         help="train (the run's window, zero state each; default), whole, or seconds")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per chunk in whole-recording mode (state carried over)")
-    parser.add_argument("--protocol", type=Path, default=None, help="protocol YAML (default: the model's task's, evaluate/avec2016.yaml or "
+    parser.add_argument("--protocol", type=Path, default=None,
+                        help="protocol YAML (default: the model's task's, evaluate/avec2016.yaml or "
                              "evaluate/avec2015.yaml for feature_lstm)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/eval/PARTITION)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
@@ -35,7 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def summary(result: dict) -> str:
-    """The lines printed after an evaluation: CCC and RMSE per dimension, raw and post-processed."""
+    """The lines printed after an evaluation: CCC, CC and RMSE per dimension (the columns of Chen & Jin's tables)."""
     lines = [f"{result['model']} on {result['partition']} ({result['num_recordings']} recordings, "
              f"eval window {result['eval_window']['mode']})"]
     for key in ("raw", "postprocessed"):
@@ -44,8 +45,9 @@ def summary(result: dict) -> str:
             for name in ("arousal", "valence"):
                 m = metrics.get(name)
                 if m:
+                    cc = f", CC {m['pearson']}" if "pearson" in m else ""
                     lines.append(f"  {key:13s} {name:8s} CCC {m['ccc']} (per-recording mean "
-                                 f"{m['ccc_per_recording_mean']}), RMSE {m['rmse']}")
+                                 f"{m.get('ccc_per_recording_mean')}){cc}, RMSE {m.get('rmse')}")
     if result.get("note"):
         lines.append(f"  {result['note']}")
     lines.append(f"outputs: {result['out_dir']}")

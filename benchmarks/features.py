@@ -13,6 +13,11 @@ before numpy is imported, then times on the same audio, in the same run:
   patched IS10 config with 40 ms frames, through the ``opensmile`` Python
   package; skipped when it is not installed);
 * ``functionals``: the 14 functionals of the 76 tracks over 3 s windows;
+* ``LGBP-TOP``: the ``video_appearance`` extractor (8 Gabor filters, 22,656
+  dims before the PCA) on 96 x 96 face crops of scikit-image's astronaut
+  drifting over noise (``tests/media_samples.py``, at most 10 s of video);
+* ``dlib landmarks``: the 68-point shape predictor on the same 640 x 480
+  frames with the face box given (skipped without dlib or its model);
 * the peak of Python-tracked memory (``tracemalloc``) of ``extract_audio_lld``
   for 1 minute and for ``--seconds``, less the output array: it must not grow
   with the recording.
@@ -23,15 +28,17 @@ the ratio of audio_lld's real-time factor to openSMILE's. The ratio is the
 figure to compare across machines; the absolute factors depend on the
 machine and its load.
 
-Adding a case (e.g. LGBP-TOP frames/s or dlib landmark frames/s): write a
-function ``case_xxx(media: Media, repeats: int) -> list[Result]`` and add it
-to :data:`CASES`; ``main`` runs and prints every case in order.
+Adding a case: write a function ``case_xxx(media: Media, repeats: int) ->
+list[Result]`` and add it to :data:`CASES`; ``main`` runs and prints every
+case in order. For the video cases "media s" is the video's length, so the
+real-time factor and frames/s read the same way as for audio.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import statistics
@@ -158,10 +165,62 @@ def case_functionals(media: Media, repeats: int) -> list[Result]:
     return [Result("functionals (76 x 14)", media.seconds, best, median, "from the speech LLDs")]
 
 
+@functools.lru_cache(maxsize=1)
+def _astronaut(seconds: float):
+    """Grid frames, square face boxes (emorec's margin) and 96 x 96 crops of the astronaut video."""
+    import tempfile
+
+    from media_samples import astronaut_face_video
+
+    from emorec.features.landmarks68 import DEFAULT_MARGIN
+    from emorec.media.faces import crop_face, square_boxes
+    from emorec.media.video import iter_grid_frames
+    from emorec.schema import DEFAULT_FACE_SIZE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "astronaut.mp4"
+        truth = astronaut_face_video(path, seconds=seconds, size=(640, 480), with_audio=False)
+        frames = list(iter_grid_frames(path))
+    n = len(frames)
+    centre, side = square_boxes(truth.grid_boxes[:n].astype(np.float64), DEFAULT_MARGIN)
+    boxes = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], axis=1)
+    crops = [crop_face(f, b, np.zeros((5, 2)), DEFAULT_FACE_SIZE)[0] for f, b in zip(frames, boxes)]
+    return frames, boxes, crops
+
+
+def case_lgbp_top(media: Media, repeats: int) -> list[Result]:
+    """LGBP-TOP of the face crops (video_appearance before its PCA)."""
+    from emorec.features.lgbp_top import LgbpTop
+
+    frames, _, crops = _astronaut(min(media.seconds, 10.0))
+    extractor = LgbpTop()
+    best, median = best_of(lambda: sum(len(v) for v in extractor.iter_vectors(crops)), repeats)
+    return [Result("LGBP-TOP (video_app)", len(frames) * FRAME_PERIOD, best, median,
+                   f"{extractor.dim} dims, 96x96 crops")]
+
+
+def case_dlib(media: Media, repeats: int) -> list[Result]:
+    """dlib's 68 landmarks (video_geometric's input) on full 640 x 480 frames, box given."""
+    from emorec.errors import ConfigError
+    from emorec.features.landmarks68 import LandmarkPredictor
+
+    try:
+        predictor = LandmarkPredictor()
+    except ConfigError as exc:
+        print(f"dlib landmarks: skipped ({exc})")
+        return []
+    frames, boxes, _ = _astronaut(min(media.seconds, 10.0))
+    found = np.ones(len(frames), np.int8)
+    best, median = best_of(lambda: predictor.predict_track(frames, boxes, found), repeats)
+    return [Result("dlib 68 landmarks", len(frames) * FRAME_PERIOD, best, median, "640x480 frames, box given")]
+
+
 CASES: list[Callable[[Media, int], list[Result]]] = [
     case_audio_lld,
     case_opensmile,
     case_functionals,
+    case_lgbp_top,
+    case_dlib,
 ]
 
 

@@ -6,6 +6,8 @@
     emorec evaluate RUN --data D --partition dev    AVEC-style evaluation
     emorec export RUN OUT                           SavedModel (ONNX, LiteRT)
     emorec predict EXPORT media.mp4 --out p.csv     predictions for new media
+    emorec fuse RUN RUN... --data D --out FUSED     late fusion of runs (feature_lstm)
+    emorec reproduce chen_jin --data D              a paper's experiment grid and its tables
 
 ``python -m emorec.train`` (``.evaluate``, ``.export``, ``.predict``) and
 ``python -m tfrecords_tools.build`` (``.validate``) run the same code.
@@ -37,6 +39,8 @@ COMMANDS = {
     "evaluate": "emorec.commands.evaluate",
     "export": "emorec.commands.export",
     "predict": "emorec.commands.predict",
+    "fuse": "emorec.commands.fuse",
+    "reproduce": "emorec.commands.reproduce",
 }
 
 

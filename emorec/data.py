@@ -47,6 +47,11 @@ Choices worth knowing:
   the stored audio (:meth:`DatasetHandle.audio_stats
   <emorec.dataset.DatasetHandle.audio_stats>`), so one dataset serves both the
   raw-waveform models (``none``, Tzirakis' release) and the normalised ones.
+- Feature sets (``ReadSpec.features``) come as ``features_<name>`` ``(B, T, D)``
+  float32, z-scored per speaker or with the training partition's statistics
+  (``feature_norm``, :mod:`emorec.feature_norm`) from the statistics the build
+  stored; padding frames stay 0. A read may take feature sets alone
+  (``modalities=()``). Stream-ordered mode does not read feature sets.
 """
 
 from __future__ import annotations
@@ -65,10 +70,12 @@ import tensorflow as tf
 from emorec.augment import augment_faces
 from emorec.dataset import DatasetHandle, open_dataset
 from emorec.errors import ConfigError, DatasetError
+from emorec.feature_norm import normalization
 from emorec.media.audio import AUDIO_NORMS, normalization_scale
 from emorec.schema import (
     CTX_RECORDING_ID,
     CTX_START_FRAME,
+    FEATURE_KEY_PREFIX,
     FL_AUDIO,
     FL_FACE,
     FL_FACE_FOUND,
@@ -77,6 +84,7 @@ from emorec.schema import (
     FRAME_SAMPLES,
     MODALITIES,
     NUM_LANDMARKS,
+    feature_key,
     parse_window_tensors,
 )
 
@@ -85,6 +93,11 @@ logger = logging.getLogger(__name__)
 _MAX_INTERLEAVE = 16
 # Per-frame keys of the internal window element (before decoding).
 _FRAME_KEYS = (FL_VALID, FL_AUDIO, FL_FACE, FL_FACE_FOUND, FL_LANDMARKS, "labels")
+
+
+def _frame_keys(window) -> list[str]:
+    """The per-frame keys of a window dict: the fixed ones present, and its feature sets."""
+    return [k for k in window if k in _FRAME_KEYS or k.startswith(FEATURE_KEY_PREFIX)]
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,9 @@ class _Plan:
     hop_frames: int
     # Per shard (recording) audio mean and standard deviation; None = audio read as stored.
     audio_stats: tuple[tuple[float, float], ...] | None = None
+    # (feature set, dimension) read, in order; and per set the (means, scales) of each shard.
+    feature_dims: tuple[tuple[str, int], ...] = ()
+    feature_stats: tuple[tuple[str, np.ndarray, np.ndarray], ...] = ()
 
     @property
     def audio(self) -> bool:
@@ -115,11 +131,15 @@ class _Plan:
 
 
 def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None,
-          audio_norm: str = "none") -> _Plan:
+          audio_norm: str = "none", features: Sequence[str] = (), feature_norm: str = "none") -> _Plan:
     shards = data.shards(partition)
     if not shards:
         raise DatasetError(f"{data.path}: dataset has no recordings in partition {partition!r}")
-    wanted = data.require_modalities(modalities, "the reader")
+    # An empty tuple reads no modality (feature sets alone, or only the counts); None = all stored.
+    wanted = () if modalities is not None and not tuple(modalities) else data.require_modalities(
+        modalities, "the reader")
+    dims = data.require_features(tuple(features), "the reader")
+    norms = normalization(data, partition, tuple(dims), feature_norm)
     paths = []
     for shard in shards:
         path = data.path / shard.path
@@ -139,6 +159,8 @@ def _plan(data: DatasetHandle, partition: str, modalities: Sequence[str] | None,
         window_frames=data.window_frames,
         hop_frames=data.hop_frames,
         audio_stats=_audio_stats(data, partition, shards, wanted, audio_norm),
+        feature_dims=tuple(dims.items()),
+        feature_stats=tuple((name, *norms[name]) for name in dims if name in norms),
     )
 
 
@@ -189,8 +211,10 @@ class ReadSpec:
     ``training``. ``window_frames`` None = the stored window; it may exceed the
     stored window only in stream mode. ``drop_remainder`` None drops the last
     short batch only when training (stream mode always gives full batches).
-    ``target`` and ``audio_norm``: see the module docstring. ``deterministic``
-    None means True when a ``seed`` is given, tf.data's default otherwise.
+    ``target`` and ``audio_norm``: see the module docstring. ``features``:
+    the feature sets read, normalised as ``feature_norm`` says
+    (:mod:`emorec.feature_norm`). ``deterministic`` None means True when a
+    ``seed`` is given, tf.data's default otherwise.
     """
 
     batch_size: int
@@ -208,6 +232,8 @@ class ReadSpec:
     drop_remainder: bool | None = None
     target: str = "all"
     audio_norm: str = "none"
+    features: tuple[str, ...] = ()
+    feature_norm: str = "none"
     num_parallel_calls: int = tf.data.AUTOTUNE
     deterministic: bool | None = None
 
@@ -233,7 +259,7 @@ def _parse_fn(plan: _Plan):
     t = plan.window_frames
 
     def parse(serialized):
-        raw = parse_window_tensors(serialized, plan.audio, plan.video, plan.has_labels)
+        raw = parse_window_tensors(serialized, plan.audio, plan.video, plan.has_labels, dict(plan.feature_dims))
         out = {
             "recording_id": raw[CTX_RECORDING_ID],
             "start_frame": raw[CTX_START_FRAME],
@@ -249,6 +275,8 @@ def _parse_fn(plan: _Plan):
             out["labels"] = tf.ensure_shape(raw["labels"], [t, 2])
         else:
             out["labels"] = tf.zeros([t, 2], tf.float32)
+        for name, dim in plan.feature_dims:
+            out[feature_key(name)] = tf.ensure_shape(raw[feature_key(name)], [t, dim])
         return out
 
     return parse
@@ -257,9 +285,7 @@ def _parse_fn(plan: _Plan):
 def _pad_frames(window: dict, length, black) -> dict:
     """Pad every per-frame tensor of a window (leading axis) to ``length`` with padding frames."""
     out = dict(window)
-    for key in _FRAME_KEYS:
-        if key not in window:
-            continue
+    for key in _frame_keys(window):
         value = window[key]
         missing = tf.cast(length, tf.int32) - tf.shape(value)[0]
         if key == FL_FACE:
@@ -284,10 +310,9 @@ def _split_fn(plan: _Plan, frames: int):
             "recording_id": tf.fill([count], window["recording_id"]),
             "start_frame": window["start_frame"] + frames * tf.range(count, dtype=tf.int64),
         }
-        for key in _FRAME_KEYS:
-            if key in padded:
-                value = padded[key]
-                out[key] = tf.reshape(value, [count, frames] + value.shape.as_list()[1:])
+        for key in _frame_keys(padded):
+            value = padded[key]
+            out[key] = tf.reshape(value, [count, frames] + value.shape.as_list()[1:])
         return out
 
     return split
@@ -315,9 +340,8 @@ def _new_frames(plan: _Plan, window: dict, covered, path) -> tuple[dict, tf.Tens
     new_covered = tf.maximum(covered, tf.reduce_max(tf.where(valid, index + 1, tf.zeros_like(index))))
     kept = tf.boolean_mask(index, keep)
     out = {"recording_id": tf.fill(tf.shape(kept), window["recording_id"]), "frame": kept}
-    for key in _FRAME_KEYS:
-        if key in window:
-            out[key] = tf.boolean_mask(window[key], keep)
+    for key in _frame_keys(window):
+        out[key] = tf.boolean_mask(window[key], keep)
     return out, new_covered
 
 
@@ -391,6 +415,8 @@ def _finish_fn(plan: _Plan, augment: bool, reset_all: bool, target: str = "all")
             out["video"] = faces
             out["landmarks"] = landmarks
             out["face_found"] = tf.cast(window[FL_FACE_FOUND], tf.float32)
+        for name, _ in plan.feature_dims:
+            out[feature_key(name)] = window[feature_key(name)]
         return out
 
     return finish
@@ -402,15 +428,32 @@ def _with_seeds(ds: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.zip(ds, seeds)
 
 
+def _normalizes(plan: _Plan) -> bool:
+    return plan.audio_stats is not None or bool(plan.feature_stats)
+
+
 def _normalize_fn(plan: _Plan):
-    """Element with ``shard`` -> its audio standardised with that recording's statistics (padding stays 0)."""
-    means = tf.constant([m for m, _ in plan.audio_stats], tf.float32)
-    stds = tf.constant([s for _, s in plan.audio_stats], tf.float32)
+    """Element with ``shard`` -> its audio and feature sets standardised with that recording's statistics.
+
+    Padding frames stay 0.
+    """
+    audio = None
+    if plan.audio_stats is not None:
+        audio = (tf.constant([m for m, _ in plan.audio_stats], tf.float32),
+                 tf.constant([s for _, s in plan.audio_stats], tf.float32))
+    features = [(feature_key(name), tf.constant(means), tf.constant(scales))
+                for name, means, scales in plan.feature_stats]
 
     def normalize(window):
         valid = tf.cast(window[FL_VALID], tf.float32)[..., None]
-        audio = (window[FL_AUDIO] - tf.gather(means, window["shard"])) / tf.gather(stds, window["shard"])
-        return {**window, FL_AUDIO: audio * valid}
+        out = dict(window)
+        if audio is not None:
+            centred = window[FL_AUDIO] - tf.gather(audio[0], window["shard"])
+            out[FL_AUDIO] = centred / tf.gather(audio[1], window["shard"]) * valid
+        for key, means, scales in features:
+            centred = window[key] - tf.gather(means, window["shard"])
+            out[key] = centred / tf.gather(scales, window["shard"]) * valid
+        return out
 
     return normalize
 
@@ -433,7 +476,7 @@ def _window_dataset(plan, *, batch_size, frames, augment, repeat, drop_remainder
     ds = files.interleave(_tagged_records, cycle_length=1, num_parallel_calls=num_parallel_calls,
                           deterministic=True)
     ds = ds.map(_with_shard(_parse_fn(plan)), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    if plan.audio_stats is not None:
+    if _normalizes(plan):
         ds = ds.map(_normalize_fn(plan), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     if frames < plan.window_frames:
         ds = ds.map(_split_fn(plan, frames)).unbatch().filter(_has_real_frame)
@@ -458,7 +501,7 @@ def training_examples(plan: _Plan, frames: int, hop: int | None = None):
 def count_examples(data, partition: str, frames: int, hop: int | None = None) -> int:
     """How many ``frames``-frame training windows every ``hop`` frames a partition gives."""
     data = open_dataset(data)
-    return len(training_examples(_plan(data, partition, data.modalities), frames, hop))
+    return len(training_examples(_plan(data, partition, ()), frames, hop))
 
 
 def _sampled_dataset(plan, *, batch_size, frames, hop, augment, seed, epoch, steps, skip, target,
@@ -512,18 +555,17 @@ def _sampled_dataset(plan, *, batch_size, frames, hop, augment, seed, epoch, ste
         # The example's frames: [offset, offset + T) of the first stored window followed by the second
         # (whose frames count only when the example really straddles two).
         window = {"recording_id": a["recording_id"], "start_frame": start, "shard": shard}
-        for key in _FRAME_KEYS:
-            if key in a:
-                tail = b[key]
-                if key == FL_VALID:
-                    tail = tail * tf.cast(two, tail.dtype)
-                window[key] = tf.concat([a[key], tail], axis=0)[offset:offset + frames]
-                window[key].set_shape([frames] + a[key].shape.as_list()[1:])
+        for key in _frame_keys(a):
+            tail = b[key]
+            if key == FL_VALID:
+                tail = tail * tf.cast(two, tail.dtype)
+            window[key] = tf.concat([a[key], tail], axis=0)[offset:offset + frames]
+            window[key].set_shape([frames] + a[key].shape.as_list()[1:])
         # Augmentation draws are a function of (seed, stream position): resumed runs redraw them exactly.
         return window, tf.stack([tf.constant(int(seed or 0), tf.int64), position])
 
     ds = ds.map(example, num_parallel_calls=num_parallel_calls, deterministic=True)
-    if plan.audio_stats is not None:
+    if _normalizes(plan):
         normalize = _normalize_fn(plan)
         ds = ds.map(lambda window, draw: (normalize(window), draw), num_parallel_calls=num_parallel_calls,
                     deterministic=True)
@@ -572,7 +614,7 @@ def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames, nor
         with tf.control_dependencies([complete]):
             pad = tf.where(last, -total % frames, zero)
         length = tf.size(chunk["frame"], out_type=tf.int64) + pad
-        out = _pad_frames({k: chunk[k] for k in _FRAME_KEYS if k in chunk}, length, black)
+        out = _pad_frames({k: chunk[k] for k in _frame_keys(chunk)}, length, black)
         out["frame"] = tf.pad(chunk["frame"], [[0, pad]], constant_values=-1)
         out["recording_id"] = tf.concat([chunk["recording_id"], tf.fill([pad], rid)], 0)
         state = tf.cond(
@@ -581,7 +623,7 @@ def _lane_rows(plan: _Plan, frames: int, paths, rids, windows, valid_frames, nor
         return state, out
 
     def to_row(chunk):
-        row = {k: chunk[k] for k in _FRAME_KEYS if k in chunk}
+        row = {k: chunk[k] for k in _frame_keys(chunk)}
         for value in row.values():
             value.set_shape([frames] + value.shape.as_list()[1:])
         row["recording_id"] = chunk["recording_id"][0]
@@ -707,7 +749,11 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
     stream_ordered, augment, deterministic = spec.stream_ordered, spec.augment, spec.deterministic
     if spec.target not in TARGETS:
         raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {spec.target!r}")
-    plan = _plan(data, partition, spec.modalities, spec.audio_norm)
+    plan = _plan(data, partition, spec.modalities, spec.audio_norm, spec.features, spec.feature_norm)
+    if not (plan.modalities or plan.feature_dims):
+        raise ConfigError(f"{plan.data_dir}: nothing to read (no modality and no feature set requested)")
+    if stream_ordered and plan.feature_dims:
+        raise ConfigError(f"{plan.data_dir}: feature sets are read as windows, not stream-ordered")
     if batch_size < 1:
         raise ConfigError(f"{plan.data_dir}: batch_size must be at least 1, got {batch_size}")
     frames = plan.window_frames if spec.window_frames is None else int(spec.window_frames)
@@ -760,17 +806,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def read_recordings(
     data: str | os.PathLike | DatasetHandle, partition: str, modalities: Sequence[str] | None = None,
-    audio_norm: str = "none",
+    audio_norm: str = "none", features: Sequence[str] = (), feature_norm: str = "none",
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """Yield ``(recording_id, arrays)`` per recording with all its valid frames stitched back.
 
     Arrays: ``audio (N, 640)`` float32, ``video (N, S, S, 3)`` uint8,
     ``landmarks (N, 5, 2)``, ``face_found (N,)`` and ``mask (N,)`` float32,
-    and ``labels (N, 2)`` if the partition is labelled. Recordings come in
-    recording-id order; a shard whose frames do not match the manifest raises
-    ConfigError naming it.
+    ``features_<name> (N, D)`` float32 for each of ``features`` (normalised as
+    ``feature_norm`` says), and ``labels (N, 2)`` if the partition is
+    labelled. ``modalities=()`` reads no modality (feature sets alone).
+    Recordings come in recording-id order; a shard whose frames do not match
+    the manifest raises ConfigError naming it.
     """
-    plan = _plan(open_dataset(data), partition, modalities, audio_norm)
+    plan = _plan(open_dataset(data), partition, modalities, audio_norm, features, feature_norm)
     for k, (rid, path, expected) in enumerate(zip(plan.recording_ids, plan.paths, plan.frames)):
         parts: dict[str, list[np.ndarray]] = {}
         chunks = _recording_frames(plan, path)
@@ -803,6 +851,12 @@ def read_recordings(
             arrays["video"] = stitched[FL_FACE]
             arrays["landmarks"] = stitched[FL_LANDMARKS]
             arrays["face_found"] = stitched[FL_FACE_FOUND].astype(np.float32)
+        norms = {name: (means[k], scales[k]) for name, means, scales in plan.feature_stats}
+        for name, _ in plan.feature_dims:
+            values = stitched[feature_key(name)]
+            if name in norms:
+                values = (values - norms[name][0]) / norms[name][1]
+            arrays[feature_key(name)] = values.astype(np.float32)
         if plan.has_labels:
             arrays["labels"] = stitched["labels"]
         yield rid, arrays

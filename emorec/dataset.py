@@ -65,6 +65,11 @@ class DatasetHandle:
         return self.manifest.modalities
 
     @property
+    def feature_dims(self) -> dict[str, int]:
+        """Stored feature sets and their dimensions, e.g. ``{"audio_lld": 76}`` (empty when there are none)."""
+        return self.manifest.feature_dims
+
+    @property
     def window_frames(self) -> int:
         """Frames per stored window."""
         return self.manifest.window_frames
@@ -133,9 +138,10 @@ class DatasetHandle:
         return bool(shards) and not unlabelled
 
     def summary(self) -> dict:
-        """Modalities, window/hop frames, face size and per-partition counts."""
+        """Modalities, feature sets, window/hop frames, face size and per-partition counts."""
         return {
             "modalities": list(self.modalities),
+            "feature_sets": self.feature_dims,
             "window_frames": self.window_frames,
             "hop_frames": self.hop_frames,
             "face_size": self.face_size,
@@ -159,6 +165,23 @@ class DatasetHandle:
                 f"(it has {list(self.modalities)}); rebuild it with those modalities"
             )
         return tuple(m for m in MODALITIES if m in chosen)
+
+
+    def require_features(self, wanted: Sequence[str], reader: str = "the model") -> dict[str, int]:
+        """``{name: dim}`` of the feature sets ``wanted``, in that order, checked against what is stored.
+
+        Raises:
+            DatasetError: a feature set the dataset does not hold (listing those it does).
+        """
+        stored = self.feature_dims
+        missing = [name for name in wanted if name not in stored]
+        if missing:
+            held = ", ".join(f"{k} ({v})" for k, v in stored.items()) or "none"
+            raise DatasetError(
+                f"{self.path}: {reader} reads feature set(s) {', '.join(missing)}, which the dataset does not "
+                f"hold (it holds: {held}); rebuild it with `emorec build ... --features/--extract`"
+            )
+        return {name: stored[name] for name in wanted}
 
 
 def open_dataset(data: str | os.PathLike | DatasetHandle) -> DatasetHandle:

@@ -70,7 +70,7 @@ def _metric_lines(label: str, metrics: dict | None) -> list[str]:
 
 
 def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_dir: Path,
-                   pictures: dict, timings: dict) -> str:
+                   pictures: dict, timings: dict, streaming: bool = True) -> str:
     """The closing report: where everything is, the dev CCC and RMSE per dimension, the time per stage."""
     raw = metrics.get("raw") or {}
     eval_dir = Path(metrics["out_dir"])
@@ -82,7 +82,8 @@ def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_
         f"  run directory: {run_dir}",
         f"  best model:    {best} (epoch {result.best_epoch} of {len(result.history)}, by dev CCC; "
         f"{result.global_step} steps in all)",
-        f"  export:        {export_dir} (saved_model/ with offline and streaming signatures, export.json)",
+        f"  export:        {export_dir} (saved_model/ with offline "
+        + ("and streaming signatures" if streaming else "signature only: no streaming form") + ", export.json)",
         f"  dev metrics:   {eval_dir / 'metrics.json'} (predictions/*.csv, plots/*.png beside it)",
         "  pictures:      " + ", ".join(str(p) for p in pictures.values()),
         f"dev partition: {raw.get('num_recordings', '?')} recordings, {raw.get('num_frames', '?')} frames "
@@ -130,8 +131,12 @@ def run_demo_flow(
     started = time.perf_counter()
     if data is None:
         from emorec.demo.cache import ensure_demo_dataset
+        from emorec.models import get_model_spec
+        from emorec.tasks import get_task
 
-        data = ensure_demo_dataset(config.data.window, progress=progress)
+        # The task says what else its demo dataset holds (feature_lstm: feature sets from the media).
+        extra = get_task(get_model_spec(config.model_name).task).demo_dataset_options(config)
+        data = ensure_demo_dataset(config.data.window, progress=progress, **extra)
     data = open_dataset(data)
     timings["build"] = time.perf_counter() - started
 
@@ -153,7 +158,7 @@ def run_demo_flow(
         from emorec.evaluate import load_best_model
 
         model = load_best_model(run.path)
-    export_run(run.path, run.export, model=model, keras_file=run.best_model, data=data)
+    exported = export_run(run.path, run.export, model=model, keras_file=run.best_model, data=data)
     timings["export"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -161,7 +166,8 @@ def run_demo_flow(
     timings["pictures"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
 
-    summary = format_summary(run.path, data.path, result, metrics, run.export, pictures, timings)
+    summary = format_summary(run.path, data.path, result, metrics, run.export, pictures, timings,
+                             streaming=exported.get("streaming") is not None)
     record = {
         "run_dir": str(run.path), "data_dir": str(data.path),
         "best_model": None if result.best_model is None else str(result.best_model),

@@ -39,7 +39,7 @@ import numpy as np
 from emorec.errors import ConfigError
 from emorec.manifest import atomic_write_bytes
 from emorec.rundir import EvalDir, RunDir
-from emorec.schema import DEFAULT_LABEL_ALIGNMENT, FRAME_PERIOD
+from emorec.schema import DEFAULT_LABEL_ALIGNMENT, FRAME_PERIOD, feature_set_of
 
 POSTPROCESS_MODES = ("off", "tune", "apply")
 CSV_COLUMNS = ("time", "arousal", "valence", "gold_arousal", "gold_valence")
@@ -185,7 +185,8 @@ def evaluate_run(
         out_dir: where to write (default ``RUN_DIR/eval/<partition>``).
         eval_window: ``train``, ``whole``, seconds, or None for the protocol's.
         chunk_frames: whole-recording mode's chunk (None: the protocol's).
-        protocol: a :class:`~emorec.protocol.Protocol`, a mapping, a YAML path or None (AVEC 2016).
+        protocol: a :class:`~emorec.protocol.Protocol`, a mapping, a YAML path or None (the model's
+            task's protocol: ``evaluate/avec2015.yaml`` for feature_lstm, else AVEC 2016).
         plots: draw one PNG per recording.
         progress: show a progress bar.
         model: evaluate this model instead of ``RUN_DIR/best.keras``.
@@ -210,10 +211,10 @@ def evaluate_run(
 
     if postprocess not in POSTPROCESS_MODES:
         raise ConfigError(f"--postprocess must be one of {', '.join(POSTPROCESS_MODES)}, got {postprocess!r}")
-    protocol = load_protocol(protocol)
     run = RunDir(run_dir)
     data = open_dataset(data)
     config = load_run_config(run.path)
+    protocol = load_protocol(protocol if protocol is not None else task_protocol(config))
     # Before any work: an unwritable --out must not cost an evaluation, nor leave a tuned chain behind.
     check_output_dir(out_dir if out_dir is not None else run.eval_dir(partition), "the evaluation")
     names = tuple(protocol.names)
@@ -244,11 +245,15 @@ def evaluate_run(
     model = model if model is not None else load_best_model(run.path)
     predictor = RecordingPredictor(model, mode, window, chunk, batch_size=config.data.batch_size)
     modalities = [m for m in ("audio", "video") if m in predictor.names]
+    # Feature-set inputs (features_<name>) are read with the run's normalisation; then no modality is.
+    features = [name for name in map(feature_set_of, predictor.names) if name is not None]
     alignment = data.label_alignment
 
     data.check_labels(partition)
     preds, golds = {}, {}
-    recordings = read_recordings(data, partition, modalities=modalities or None, audio_norm=config.data.audio_norm)
+    recordings = read_recordings(data, partition, modalities=modalities or (() if features else None),
+                                 audio_norm=config.data.audio_norm, features=features,
+                                 feature_norm=config.data.feature_norm)
     for rid, arrays in tqdm(recordings, desc=f"evaluate {partition}", unit="rec", disable=not progress):
         preds[rid] = predictor(arrays).astype(np.float64)
         golds[rid] = arrays.get("labels")
@@ -312,6 +317,16 @@ def evaluate_run(
     text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(out.metrics, text.encode())
     return result
+
+
+def task_protocol(config):
+    """The evaluation protocol file the run's task names, or None (AVEC 2016, the default)."""
+    from emorec.models import get_model_spec
+    from emorec.protocol import protocol_path
+    from emorec.tasks import get_task
+
+    name = get_task(get_model_spec(config.model_name).task).protocol
+    return None if name is None else protocol_path(name)
 
 
 def check_postprocess_inference(params, inference: dict, path) -> None:

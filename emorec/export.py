@@ -283,6 +283,30 @@ def _install(stage: Path, out: ExportDir) -> None:
     os.replace(stage / ExportDir.EXPORT_JSON, out.info)
 
 
+def _feature_info(model, names, config, handle) -> dict:
+    """``export.json`` entries of a model reading feature sets: their dimensions and how to normalise them."""
+    from emorec.schema import feature_set_of
+
+    inputs = model.input if isinstance(model.input, dict) else {t.name: t for t in model.inputs}
+    dims = {feature_set_of(n): int(inputs[n].shape[-1]) for n in names if feature_set_of(n) is not None}
+    if not dims:
+        return {}
+    norm = config.data.feature_norm
+    out = {"feature_sets": dims, "feature_norm": norm,
+           "feature_input": "float32 (B, T, D) per set under input features_<name>, z-scored per dimension "
+                            + {"speaker": "with the speaker's own mean and standard deviation (over all the "
+                                          "speaker's frames)",
+                               "train": "with feature_norm_stats (the training partition's)",
+                               "none": "not at all (as stored)"}[norm]}
+    if norm == "train" and handle is not None:
+        from emorec.feature_norm import normalization
+
+        stats = normalization(handle, "train", tuple(dims), "train")
+        out["feature_norm_stats"] = {name: {"mean": stats[name][0][0].tolist(), "scale": stats[name][1][0].tolist()}
+                                     for name in dims}
+    return out
+
+
 def export_run(run_dir, out_dir, *, model=None, keras_file=None, data=None, streaming: bool = True,
                formats=None) -> dict:
     """Write the export directory of a run's best model.
@@ -379,6 +403,7 @@ def _export_into(stage: Path, run: RunDir, config, model, keras_file, data, stre
         "streaming": None,
         "formats": {},
     }
+    info.update(_feature_info(model, names, config, handle))
     if data_note:
         info["note"] = data_note
     if shape is None:

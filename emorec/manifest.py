@@ -12,6 +12,12 @@ under ``"missing"``, so that a build stopped by an error, a full disk or a
 kill is never mistaken for a finished dataset. Manifests written before these
 fields existed lack them and read as complete (the schema version is
 unchanged: the fields are optional and the records are the same).
+
+Feature sets (``feature_sets``: name, dimension, feature names, where they
+came from) are listed at the top level; each shard keeps the count, mean and
+standard deviation of its real frames per set (``feature_stats``) so that
+per-speaker and training-partition z-scores are applied when the data is read.
+Manifests without them hold no feature sets.
 """
 
 from __future__ import annotations
@@ -49,6 +55,27 @@ class ShardInfo:
     # None in datasets built before emorec stored them (then computed when first needed).
     audio_mean: float | None = None
     audio_std: float | None = None
+    # Per feature set: {"count": real frames, "mean": [D floats], "std": [D floats]} (population std).
+    feature_stats: dict[str, dict] | None = None
+
+
+@dataclasses.dataclass
+class FeatureSetInfo:
+    """One stored feature set: its name, dimension, column names and origin.
+
+    ``source`` says where it came from: ``released`` (an ARFF folder of the
+    corpus, ``path`` relative to the corpus) or the extractor that computed it
+    at build time (``audio_lld``, ``audio_functionals``, ``video_geometric``,
+    ``video_appearance``); ``model`` names a file fitted on the training
+    partition and stored with the dataset (PCA, mean shape), relative to it.
+    """
+
+    name: str
+    dim: int
+    source: str
+    names: list[str] = dataclasses.field(default_factory=list)
+    path: str | None = None
+    model: str | None = None
 
 
 @dataclasses.dataclass
@@ -61,6 +88,7 @@ class DatasetManifest:
     # False while a build is under way or after it stopped early; ``missing`` = recordings not yet written.
     complete: bool = True
     missing: list[str] = dataclasses.field(default_factory=list)
+    feature_sets: dict[str, FeatureSetInfo] = dataclasses.field(default_factory=dict)
 
     @property
     def is_complete(self) -> bool:
@@ -91,6 +119,11 @@ class DatasetManifest:
     def modalities(self) -> tuple[str, ...]:
         """Modalities stored in this dataset, e.g. ``("audio", "video")``."""
         return tuple(self.options["modalities"])
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """``{feature set: dimension}`` in the order the manifest lists them."""
+        return {name: info.dim for name, info in self.feature_sets.items()}
 
     @property
     def window_frames(self) -> int:
@@ -134,6 +167,7 @@ class DatasetManifest:
             "complete": self.is_complete,
             "missing": sorted(self.missing),
             "options": self.options,
+            "feature_sets": [dataclasses.asdict(f) for f in self.feature_sets.values()],
             "partitions": self.partition_summary(),
             "shards": [dataclasses.asdict(s) for s in sorted(
                 self.shards.values(), key=lambda s: (s.partition, s.recording_id))],
@@ -163,6 +197,7 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
     try:
         options = doc["options"]
         shards = {s["recording_id"]: ShardInfo(**s) for s in doc["shards"]}
+        feature_sets = {f["name"]: FeatureSetInfo(**f) for f in doc.get("feature_sets", [])}
     except (KeyError, TypeError) as exc:
         raise SchemaError(f"{path}: malformed manifest ({exc!r})") from exc
     # Absent in manifests written before builds recorded their progress: those read as complete.
@@ -175,11 +210,13 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
             f"{path}: malformed manifest (complete must be true or false, missing a list of "
             f"recording ids; got {complete!r} and {missing!r})"
         )
-    unknown = set(options.get("modalities", [])) - set(MODALITIES)
-    if unknown or not options.get("modalities"):
-        raise SchemaError(f"{path}: bad modalities {options.get('modalities')!r}")
+    modalities = options.get("modalities")
+    unknown = set(modalities or []) - set(MODALITIES)
+    # Feature sets alone are a dataset too (e.g. RECOLA's released features without the media).
+    if unknown or not isinstance(modalities, list) or not (modalities or feature_sets):
+        raise SchemaError(f"{path}: bad modalities {modalities!r}")
     return DatasetManifest(options=options, shards=shards, schema_version=version,
-                           complete=complete, missing=list(missing))
+                           complete=complete, missing=list(missing), feature_sets=feature_sets)
 
 
 def write_manifest(data_dir: str | os.PathLike, manifest: DatasetManifest) -> Path:

@@ -116,8 +116,13 @@ def open_media(media, info: dict, cache_dir=None, progress: bool = False):
     media = Path(media)
     if not media.is_file():
         raise MediaError(f"{media}: no such file")
-    probe = probe_media(media)
     needs = set(info["inputs"])
+    if info.get("feature_sets"):
+        raise ConfigError(
+            f"{media}: model {info['model']} reads feature sets ({', '.join(info['feature_sets'])}), which "
+            "emorec predict does not compute from media; build a dataset of the media with `emorec build ... "
+            "--extract ...` and run `emorec evaluate` on it (docs/feature_lstm.md)")
+    probe = probe_media(media)
     if "audio" in needs and not probe.has_audio:
         raise MediaError(f"{media}: has no audio stream, and model {info['model']} needs audio")
     if needs & {"video", "landmarks"} and not probe.has_video:

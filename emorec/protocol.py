@@ -197,9 +197,21 @@ def default_protocol_path() -> Path:
         The path beside the ``emorec`` package folder (it exists only in a checkout; not
         checked here).
     """
+    return protocol_path("avec2016")
+
+
+def protocol_path(name: str) -> Path:
+    """``evaluate/<name>.yaml`` of the checkout emorec is installed from (a task's named protocol).
+
+    Args:
+        name: the protocol's file stem (``avec2016``, ``avec2015``, ``emotiw2017``).
+
+    Returns:
+        The path beside the ``emorec`` package folder (not checked here).
+    """
     import emorec
 
-    return Path(emorec.__file__).resolve().parent.parent / "evaluate" / "avec2016.yaml"
+    return Path(emorec.__file__).resolve().parent.parent / "evaluate" / f"{name}.yaml"
 
 
 def load_protocol(source: str | os.PathLike | dict | Protocol | None = None) -> Protocol:

@@ -16,8 +16,13 @@ give exactly what reading the whole signal would (:func:`read_audio`,
 :func:`normalize_audio`, :func:`frame_audio`), up to float32 rounding of the
 mean and variance.
 
+Feature sets (``BuildOptions.features``) may read the audio or the video
+without storing them; such media count for the lengths as if stored. With
+neither audio nor video (released feature files alone) the reference length
+is the labels' frame count, else the first released feature file's.
+
 Length reconciliation: the reference length is the audio's frame count when
-audio is among the modalities, else the video's. A video or label track that is
+audio is read, else the video's. A video or label track that is
 shorter or longer by at most ``tolerance_s`` is padded (the last video frame
 or the last label is held) or trimmed, and a line saying so goes into the
 report; a larger difference raises :class:`AlignmentError` naming the files
@@ -80,6 +85,12 @@ def _face_config():
     return FaceConfig()
 
 
+def _feature_options():
+    from emorec.features.sets import FeatureOptions
+
+    return FeatureOptions()
+
+
 @dataclasses.dataclass
 class RecordingSource:
     """Where one recording's media and labels are; ``labels`` None = unlabelled."""
@@ -91,6 +102,7 @@ class RecordingSource:
     video: Path | None = None
     labels: object = None  # LabelTrack, a label CSV path, or None
     label_source: str | None = None  # where a LabelTrack came from, for messages
+    features: dict[str, Path] | None = None  # released feature set -> its ARFF file
 
     def __post_init__(self):
         if self.partition not in PARTITIONS:
@@ -120,14 +132,16 @@ class BuildOptions:
     label_range: tuple[float, float] = DEFAULT_LABEL_RANGE
     # Largest |sample| accepted with audio_norm "none" (an acceptance threshold; not stored).
     audio_peak_limit: float = DEFAULT_AUDIO_PEAK_LIMIT
+    # Feature sets stored per frame (emorec.features.sets.FeatureOptions).
+    features: object = dataclasses.field(default_factory=_feature_options)
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
         bad = [m for m in self.modalities if m not in MODALITIES]
-        if bad or not self.modalities:
+        if bad or not (self.modalities or self.features.requested):
             raise ConfigError(
-                f"modalities must be a non-empty subset of {', '.join(MODALITIES)}, "
-                f"got {', '.join(self.modalities) or 'none'}"
+                f"modalities must be a non-empty subset of {', '.join(MODALITIES)} (or none when feature "
+                f"sets are stored), got {', '.join(self.modalities) or 'none'}"
             )
         # Canonical order so that "video,audio" and "audio,video" are the same build.
         self.modalities = tuple(m for m in MODALITIES if m in self.modalities)
@@ -164,6 +178,16 @@ class BuildOptions:
         """Frames between window starts."""
         return self.window_frames if self.hop is None else seconds_to_frames(self.hop, "hop")
 
+    @property
+    def reads_audio(self) -> bool:
+        """The build decodes the audio (stored, or read by a feature extractor)."""
+        return "audio" in self.modalities or self.features.needs_audio
+
+    @property
+    def reads_video(self) -> bool:
+        """The build decodes the video and tracks its face (stored, or read by a feature extractor)."""
+        return "video" in self.modalities or self.features.needs_video
+
     def manifest_options(self, source: str) -> dict:
         """The ``options`` block of the manifest for a build from adapter ``source``."""
         face = dataclasses.asdict(self.face) if dataclasses.is_dataclass(self.face) else {}
@@ -179,8 +203,9 @@ class BuildOptions:
             "source": source,
             "tolerance_s": float(self.tolerance_s),
             # Only stored with video: the detector settings change the crops.
-            "face_detection": face if "video" in self.modalities else None,
-        } | label_range_option(self.label_range)
+            "face_detection": face if self.reads_video else None,
+        } | label_range_option(self.label_range) | (
+            {"features": self.features.manifest_options()} if self.features.requested else {})
 
 
 def label_range_option(label_range) -> dict:
@@ -308,24 +333,34 @@ class PreparedRecording:
         self.report = report
 
     @property
+    def stores_audio(self) -> bool:
+        """The audio is stored (not only read by a feature extractor)."""
+        return self.audio_plan is not None and "audio" in self.options.modalities
+
+    @property
+    def stores_video(self) -> bool:
+        """The face crops are stored (not only read by a feature extractor)."""
+        return self.faces is not None and "video" in self.options.modalities
+
+    @property
     def info(self) -> RecordingInfo:
         """What every window of this recording shares."""
         return RecordingInfo(
             recording_id=self.source.recording_id,
             subject_id=self.source.subject_id,
             partition=self.source.partition,
-            has_audio=self.audio_plan is not None,
-            has_video=self.faces is not None,
+            has_audio=self.stores_audio,
+            has_video=self.stores_video,
             has_labels=self.labels is not None,
             face_size=self.options.face_size,
         )
 
     def frames(self, progress: bool = False) -> Iterator[Frame]:
-        """Yield the recording's frames in order, decoding the video as it goes."""
+        """Yield the recording's frames in order, decoding the stored media as it goes."""
         from tqdm import tqdm
 
-        video = self._faces() if self.faces is not None else None
-        audio = self._audio_frames() if self.audio_plan is not None else None
+        video = self._faces() if self.stores_video else None
+        audio = self._audio_frames() if self.stores_audio else None
         with tqdm(
             total=self.num_frames,
             desc=self.source.recording_id,
@@ -510,6 +545,20 @@ def _reconcile(reference: _Stream, other: _Stream, tolerance_s: float, recording
     return f"{recording_id}: {lengths}; {other.name} {action} ({abs(diff)} frames)"
 
 
+def _features_stream(source: RecordingSource, labels, options: BuildOptions) -> _Stream:
+    """The reference length without audio or video: the labels', else the first released feature file's."""
+    if labels is not None:
+        times = np.asarray(labels.times, dtype=np.float64)
+        return _Stream("labels", _label_name(source), label_frames(times, options.label_alignment))
+    if not source.features:
+        raise MediaError(f"recording {source.recording_id}: no audio, video, labels or feature files to build from")
+    from emorec.features.arff import read_feature_arff
+
+    path = next(iter(source.features.values()))
+    table = read_feature_arff(path, fill=options.features.fill)
+    return _Stream("features", str(path), label_frames(np.asarray(table.times), options.label_alignment))
+
+
 def prepare_recording(
     source: RecordingSource,
     options: BuildOptions,
@@ -521,8 +570,8 @@ def prepare_recording(
     from emorec.media.video import count_grid_frames, grid_frames_for
 
     rid = source.recording_id
-    use_audio = "audio" in options.modalities
-    use_video = "video" in options.modalities
+    use_audio = options.reads_audio
+    use_video = options.reads_video
     for path in (source.audio if use_audio else None, source.video, source.labels):
         problem = file_problem(path, allow_empty=path is source.labels) if isinstance(path, Path) else None
         if problem is not None:
@@ -546,6 +595,8 @@ def prepare_recording(
     if use_video:
         video_frames = count_grid_frames(source.video)
         streams.append(_Stream("video", str(source.video), video_frames))
+    if not streams:
+        streams.append(_features_stream(source, labels, options))
     reference = streams[0]
     if reference.frames == 0:
         raise MediaError(f"{reference.path}: too short for one {FRAME_PERIOD} s frame (recording {rid})")
@@ -557,7 +608,8 @@ def prepare_recording(
                 f"{_label_name(source)}: labels start at {times[0]:.2f} s, the first frame needs "
                 f"one at {first_needed:.2f} s; more than the {options.tolerance_s} s tolerance"
             )
-        streams.append(_Stream("labels", _label_name(source), label_frames(times, options.label_alignment)))
+        if streams[0].name != "labels":
+            streams.append(_Stream("labels", _label_name(source), label_frames(times, options.label_alignment)))
 
     report = level_report + [
         line

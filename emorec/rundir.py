@@ -174,3 +174,43 @@ class ExportDir:
     def saved_model(self) -> Path:
         """``saved_model/``."""
         return self.path / self.SAVED_MODEL
+
+
+class FusionDir:
+    """Names inside a late-fusion directory (``emorec fuse``): weights, metrics, predictions, predictor."""
+
+    FUSION_JSON = "fusion.json"
+    TABLE_MD = "fusion.md"
+    PREDICTIONS = "predictions"
+    FUSED_MODEL = "fused.keras"
+    EXPORT = "export"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def info(self) -> Path:
+        """``fusion.json``: the runs, the smoothing, the weights per dimension and the metrics."""
+        return self.path / self.FUSION_JSON
+
+    @property
+    def table(self) -> Path:
+        """``fusion.md``: the metrics as a Markdown table."""
+        return self.path / self.TABLE_MD
+
+    def prediction_csv(self, partition: str, recording_id: str) -> Path:
+        """``predictions/<partition>/<recording>.csv`` of the fused predictions."""
+        return self.path / self.PREDICTIONS / partition / f"{recording_id}.csv"
+
+    @property
+    def fused_model(self) -> Path:
+        """``fused.keras``: the runs' models, their smoothing and the fusion weights as one Keras model."""
+        return self.path / self.FUSED_MODEL
+
+    @property
+    def export(self) -> Path:
+        """``export/``: the fused predictor as a SavedModel (``emorec.export`` layout)."""
+        return self.path / self.EXPORT

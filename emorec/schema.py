@@ -13,11 +13,21 @@ nearest to ``0.04 i``. Which label time is paired with it is a build option
 
 Padding frames (after the end of a recording, to fill its last window) have
 ``valid = 0``, zero audio, a black face, ``face_found = 0`` and zero labels.
+
+Feature sets (Chen & Jin's ``feature_lstm`` inputs): a dataset may also hold
+named sets of per-frame float features, each stored as the feature list
+``feature/<name>`` (``D`` floats per frame; zeros on padding frames) and read
+back under the batch key ``features_<name>``. Their names and dimensions are
+listed in ``manifest.json`` (``feature_sets``), so records without them read
+exactly as before; a dataset may hold feature sets with or without audio and
+faces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -73,6 +83,55 @@ class SchemaError(DatasetError):
     """A record or manifest that does not follow this schema version."""
 
 
+# Feature set NAME is the per-frame list "feature/NAME" and the batch key "features_NAME".
+FL_FEATURE_PREFIX = "feature/"
+FEATURE_KEY_PREFIX = "features_"
+_FEATURE_SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def check_feature_set_name(name: str) -> str:
+    """``name`` if it can name a feature set (a letter, then letters, digits and ``_``).
+
+    Raises:
+        SchemaError: any other name.
+
+    >>> check_feature_set_name("audio_lld")
+    'audio_lld'
+    """
+    if not (isinstance(name, str) and _FEATURE_SET_NAME.fullmatch(name)):
+        raise SchemaError(
+            f"feature set name {name!r}: must start with a letter and hold only letters, digits and _"
+        )
+    return name
+
+
+def feature_list_name(name: str) -> str:
+    """The record's per-frame list holding feature set ``name``.
+
+    >>> feature_list_name("ECG")
+    'feature/ECG'
+    """
+    return FL_FEATURE_PREFIX + name
+
+
+def feature_key(name: str) -> str:
+    """The batch key (and model input name) of feature set ``name``.
+
+    >>> feature_key("audio_lld")
+    'features_audio_lld'
+    """
+    return FEATURE_KEY_PREFIX + name
+
+
+def feature_set_of(key: str) -> str | None:
+    """The feature set a batch key or model input name stands for, or None for any other key.
+
+    >>> feature_set_of("features_ECG"), feature_set_of("audio")
+    ('ECG', None)
+    """
+    return key[len(FEATURE_KEY_PREFIX):] if key.startswith(FEATURE_KEY_PREFIX) else None
+
+
 @dataclasses.dataclass
 class WindowRecord:
     """One window of ``T`` frames as NumPy arrays, ready to serialize.
@@ -80,7 +139,8 @@ class WindowRecord:
     ``audio`` is ``(T, 640)`` float32, ``faces`` a list of ``T`` JPEG byte
     strings, ``face_found`` ``(T,)`` int, ``landmarks`` ``(T, 5, 2)`` float32
     in crop pixel coordinates, ``labels`` ``(T, 2)`` float32 as
-    ``[arousal, valence]``, ``valid`` ``(T,)`` int (1 = real frame, 0 = padding).
+    ``[arousal, valence]``, ``valid`` ``(T,)`` int (1 = real frame, 0 = padding),
+    ``features`` ``{name: (T, D) float32}`` (zeros on padding frames).
     A modality that is absent is ``None``.
     """
 
@@ -94,6 +154,7 @@ class WindowRecord:
     face_found: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     labels: np.ndarray | None = None
+    features: dict[str, np.ndarray] | None = None
     face_size: int = DEFAULT_FACE_SIZE
     sample_rate: int = SAMPLE_RATE
     frame_period: float = FRAME_PERIOD
@@ -113,8 +174,8 @@ class WindowRecord:
                 f"{self.recording_id}: unknown partition {self.partition!r} "
                 f"(expected one of {', '.join(PARTITIONS)})"
             )
-        if self.audio is None and self.faces is None:
-            raise SchemaError(f"{self.recording_id}: a window needs audio, video or both")
+        if self.audio is None and self.faces is None and not self.features:
+            raise SchemaError(f"{self.recording_id}: a window needs audio, video or feature sets")
         if self.audio is not None and self.audio.shape != (t, FRAME_SAMPLES):
             raise SchemaError(
                 f"{self.recording_id}: audio has shape {self.audio.shape}, "
@@ -140,6 +201,14 @@ class WindowRecord:
                 )
             if not np.all(np.isfinite(self.labels)):
                 raise SchemaError(f"{self.recording_id}: labels contain NaN or inf")
+        for name, values in (self.features or {}).items():
+            check_feature_set_name(name)
+            if np.ndim(values) != 2 or np.shape(values)[0] != t or np.shape(values)[1] < 1:
+                raise SchemaError(
+                    f"{self.recording_id}: feature set {name} has shape {np.shape(values)}, expected ({t}, D)"
+                )
+            if not np.all(np.isfinite(values)):
+                raise SchemaError(f"{self.recording_id}: feature set {name} contains NaN or inf")
 
 
 def _floats(values) -> object:
@@ -193,6 +262,8 @@ def encode_window(window: WindowRecord) -> bytes:
         labels = np.asarray(window.labels, dtype=np.float32)
         lists[FL_AROUSAL] = [_floats([v]) for v in labels[:, 0]]
         lists[FL_VALENCE] = [_floats([v]) for v in labels[:, 1]]
+    for name, values in (window.features or {}).items():
+        lists[feature_list_name(name)] = [_floats(row) for row in np.asarray(values, dtype=np.float32)]
     example = tf.train.SequenceExample(
         context=tf.train.Features(feature=context),
         feature_lists=tf.train.FeatureLists(
@@ -246,6 +317,12 @@ def decode_window(serialized: bytes) -> WindowRecord:
         window.labels = np.stack(
             [floats(FL_AROUSAL, 1)[:, 0], floats(FL_VALENCE, 1)[:, 0]], axis=1
         )
+    feature_lists = sorted(k for k in lists if k.startswith(FL_FEATURE_PREFIX))
+    if feature_lists:
+        window.features = {
+            key[len(FL_FEATURE_PREFIX):]: floats(key, len(lists[key].feature[0].float_list.value))
+            for key in feature_lists
+        }
     num_frames = int(ctx[CTX_NUM_FRAMES].int64_list.value[0])
     if window.num_frames != num_frames:
         raise SchemaError(
@@ -256,8 +333,13 @@ def decode_window(serialized: bytes) -> WindowRecord:
     return window
 
 
-def parse_spec(has_audio: bool, has_video: bool, has_labels: bool) -> tuple[dict, dict]:
-    """Return ``(context_spec, sequence_spec)`` for ``tf.io.parse_single_sequence_example``."""
+def parse_spec(
+    has_audio: bool, has_video: bool, has_labels: bool, features: Mapping[str, int] | None = None
+) -> tuple[dict, dict]:
+    """Return ``(context_spec, sequence_spec)`` for ``tf.io.parse_single_sequence_example``.
+
+    ``features`` maps the feature sets to read to their dimensions.
+    """
     import tensorflow as tf
 
     context = {
@@ -280,20 +362,25 @@ def parse_spec(has_audio: bool, has_video: bool, has_labels: bool) -> tuple[dict
     if has_labels:
         sequence[FL_AROUSAL] = tf.io.FixedLenSequenceFeature([], tf.float32)
         sequence[FL_VALENCE] = tf.io.FixedLenSequenceFeature([], tf.float32)
+    for name, dim in (features or {}).items():
+        sequence[feature_list_name(name)] = tf.io.FixedLenSequenceFeature([int(dim)], tf.float32)
     return context, sequence
 
 
-def parse_window_tensors(serialized, has_audio: bool, has_video: bool, has_labels: bool) -> dict:
+def parse_window_tensors(
+    serialized, has_audio: bool, has_video: bool, has_labels: bool, features: Mapping[str, int] | None = None
+) -> dict:
     """Parse one serialized window inside a tf.data graph into a flat dict of tensors.
 
     Keys: the context names above, ``valid`` ``(T,)`` int64, and where present
     ``audio`` ``(T, 640)``, ``face`` ``(T,)`` JPEG strings, ``face_found``
-    ``(T,)``, ``landmarks`` ``(T, 5, 2)``, ``labels`` ``(T, 2)``. JPEGs are not
-    decoded here so that callers can decode only what they use.
+    ``(T,)``, ``landmarks`` ``(T, 5, 2)``, ``labels`` ``(T, 2)`` and
+    ``features_<name>`` ``(T, D)`` for each of ``features`` (``{name: D}``).
+    JPEGs are not decoded here so that callers can decode only what they use.
     """
     import tensorflow as tf
 
-    context_spec, sequence_spec = parse_spec(has_audio, has_video, has_labels)
+    context_spec, sequence_spec = parse_spec(has_audio, has_video, has_labels, features)
     context, sequence = tf.io.parse_single_sequence_example(
         serialized, context_features=context_spec, sequence_features=sequence_spec
     )
@@ -307,4 +394,6 @@ def parse_window_tensors(serialized, has_audio: bool, has_video: bool, has_label
         out[FL_LANDMARKS] = tf.reshape(sequence[FL_LANDMARKS], [-1, NUM_LANDMARKS, 2])
     if has_labels:
         out["labels"] = tf.stack([sequence[FL_AROUSAL], sequence[FL_VALENCE]], axis=-1)
+    for name in features or {}:
+        out[feature_key(name)] = sequence[feature_list_name(name)]
     return out

@@ -77,6 +77,7 @@ class Frame:
     face_found: int = 0
     landmarks: np.ndarray | None = None  # (5, 2) crop pixels
     labels: np.ndarray | None = None  # (2,) arousal, valence
+    features: dict[str, np.ndarray] | None = None  # feature set -> (D,) float32
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,6 +102,7 @@ class RecordingInfo:
     has_video: bool
     has_labels: bool
     face_size: int
+    feature_dims: tuple[tuple[str, int], ...] = ()  # (feature set, dimension) stored per frame
 
 
 def make_window(info: RecordingInfo, start: int, frames: list[Frame], window: int) -> WindowRecord:
@@ -133,6 +135,13 @@ def make_window(info: RecordingInfo, start: int, frames: list[Frame], window: in
         for i, frame in enumerate(frames):
             labels[i] = frame.labels
         record.labels = labels
+    if info.feature_dims:
+        record.features = {}
+        for name, dim in info.feature_dims:
+            values = np.zeros((window, dim), np.float32)
+            for i, frame in enumerate(frames):
+                values[i] = frame.features[name]
+            record.features[name] = values
     return record
 
 

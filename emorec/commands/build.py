@@ -10,6 +10,15 @@ files left by a killed run and rebuilds whatever is missing or damaged.
 One build at a time per OUT (OUT/.emorec-build.lock names its holder).
 Audio outside [-1, 1] (beyond --audio-peak-limit), labels outside
 --label-range, NaN or inf anywhere stop the build naming the file and time.
+
+Feature sets (feature_lstm): --features audio,video_geometric,ECG,... reads
+RECOLA's released ARFF folders SRC/features_<name>/ (recola layout;
+features_audio/ gives audio_arousal and audio_valence); --extract
+audio_lld,audio_functionals,video_geometric,video_appearance computes them
+from the media (any layout; the video sets fit their mean shape / PCA on the
+train partition and store it in OUT/feature_models/). --modalities none
+stores the feature sets alone. Released files are checked before anything
+is written. See docs/feature_lstm.md.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ logger = logging.getLogger(__name__)
 def _modalities(text: str) -> tuple[str, ...]:
     from emorec.schema import MODALITIES
 
+    if text.strip() == "none":
+        return ()
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     bad = [p for p in parts if p not in MODALITIES]
     if bad or not parts:
@@ -71,7 +82,7 @@ def _common_options() -> argparse.ArgumentParser:
                         help="end = label at the frame's end time as the original code (default); "
                              "start = at its start time as End2You")
     common.add_argument("--modalities", type=_modalities, default=MODALITIES,
-                        help="audio,video (default), audio or video")
+                        help="audio,video (default), audio, video, or none (feature sets alone)")
     common.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S,
                         help="largest length difference (s) between audio, video and labels that "
                              "is trimmed or padded rather than an error (default %(default)s)")
@@ -92,7 +103,47 @@ def _common_options() -> argparse.ArgumentParser:
                         help="run the face detector every K frames, interpolating between "
                              "(default: the face tracker's own)")
     common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _feature_options(common)
     return common
+
+
+def _feature_options(common: argparse.ArgumentParser) -> None:
+    from emorec.features.sets import EXTRACTED_SETS, FeatureOptions
+
+    defaults = FeatureOptions()
+    group = common.add_argument_group("feature sets (feature_lstm; see docs/feature_lstm.md)")
+    group.add_argument("--features", default=None, metavar="NAMES",
+                       help="released ARFF feature folders to store, e.g. audio,video_geometric,ECG "
+                            "(recola layout: SRC/features_<name>/)")
+    group.add_argument("--extract", default=None, metavar="NAMES",
+                       help=f"feature sets computed from the media: {','.join(EXTRACTED_SETS)}")
+    group.add_argument("--fill", choices=("error", "zero"), default=defaults.fill,
+                       help="NaN or inf in a released file: error (default) or zero (the paper's padding)")
+    group.add_argument("--lld-loudness", choices=("opensmile", "frame"), default=defaults.loudness,
+                       help="audio_lld loudness: opensmile = what openSMILE computes (each frame's first "
+                            "sample; default), frame = the whole frame (the paper's Table 1)")
+    group.add_argument("--lld-pitch-window", choices=("is10", "frame"), default=defaults.pitch_window,
+                       help="audio_lld pitch window: is10 = 60 ms as openSMILE's IS10 config (default), "
+                            "frame = the 40 ms frame (loses voices below ~180 Hz)")
+    group.add_argument("--functionals-window", type=float, default=defaults.functionals_seconds, metavar="S",
+                       help="audio_functionals window in seconds (default %(default)s)")
+    group.add_argument("--pca-dims", type=int, default=defaults.pca_dims,
+                       help="video_appearance dimensions after the PCA (default %(default)s)")
+    group.add_argument("--dlib-model", default=None, metavar="FILE",
+                       help="dlib's shape_predictor_68_face_landmarks.dat (default: Debian's libdlib-data "
+                            "copy or $EMOREC_DLIB_SHAPE_PREDICTOR; never downloaded)")
+
+
+def feature_options_from_args(args):
+    """:class:`~emorec.features.sets.FeatureOptions` from parsed arguments."""
+    from emorec.features.sets import FeatureOptions, parse_set_list
+
+    return FeatureOptions(
+        released=parse_set_list(args.features, "--features") if args.features else (),
+        extract=parse_set_list(args.extract, "--extract") if args.extract else (),
+        fill=args.fill, loudness=args.lld_loudness, pitch_window=args.lld_pitch_window,
+        functionals_seconds=args.functionals_window, pca_dims=args.pca_dims, dlib_model=args.dlib_model,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,18 +184,23 @@ def options_from_args(args):
         window=args.window, hop=args.hop, face_size=args.face_size, audio_norm=args.audio_norm,
         label_alignment=args.label_alignment, modalities=args.modalities,
         tolerance_s=args.tolerance, face=face, label_range=args.label_range,
-        audio_peak_limit=args.audio_peak_limit,
+        audio_peak_limit=args.audio_peak_limit, features=feature_options_from_args(args),
     )
 
 
 def sources_from_args(args, options) -> tuple[list, str]:
     """The recordings named on the command line, and the adapter's name."""
     from emorec.corpus.build import check_not_foreign
+    from emorec.errors import ConfigError
 
     if args.layout == "recola":
         from emorec.corpus.adapters.recola import recola_sources
 
-        return recola_sources(args.src, args.split, args.subject_map, options.modalities), "recola"
+        return recola_sources(args.src, args.split, args.subject_map, options.modalities,
+                              features=options.features.released, reads_audio=options.reads_audio), "recola"
+    if options.features.released:
+        raise ConfigError(f"--features reads released ARFF folders of the recola layout, not of {args.layout}; "
+                          "compute feature sets from the media with --extract")
     if args.layout == "manifest":
         from emorec.corpus.adapters.manifest_csv import read_recordings_csv
 
@@ -172,7 +228,7 @@ def run(args) -> int:
         logger.warning("subject %s is in partitions %s", subject, ", ".join(parts))
     manifest = build_dataset(
         sources, args.out, options, name, force=args.force, jobs=args.jobs,
-        cache_dir=args.cache_dir, progress=progress(args),
+        cache_dir=args.cache_dir, progress=progress(args), root=getattr(args, "src", None),
     )
     print(f"dataset: {Path(args.out).resolve()}")
     print(summarize(manifest))

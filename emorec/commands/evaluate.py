@@ -32,14 +32,17 @@ def add_arguments(parser) -> None:
                         help="train (the run's window, zero state each; default), whole, or seconds")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per chunk in whole-recording mode (state carried over)")
-    parser.add_argument("--protocol", type=Path, default=None, help="protocol YAML (default evaluate/avec2016.yaml)")
+    parser.add_argument("--protocol", type=Path, default=None,
+                        help="protocol YAML (default: the model's task's, evaluate/avec2016.yaml or "
+                             "evaluate/avec2015.yaml for feature_lstm)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/eval/PARTITION)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def summary(result: dict) -> str:
-    """The lines printed after an evaluation: CCC and RMSE per dimension, raw and post-processed.
+    """The lines printed after an evaluation: CCC, CC and RMSE per dimension, raw and post-processed
+    (the columns of Chen & Jin's tables).
 
     Args:
         result: the dict returned by :func:`emorec.evaluate.evaluate_run` (``model``,
@@ -57,8 +60,9 @@ def summary(result: dict) -> str:
             for name in ("arousal", "valence"):
                 m = metrics.get(name)
                 if m:
+                    cc = f", CC {m['pearson']}" if "pearson" in m else ""
                     lines.append(f"  {key:13s} {name:8s} CCC {m['ccc']} (per-recording mean "
-                                 f"{m['ccc_per_recording_mean']}), RMSE {m['rmse']}")
+                                 f"{m.get('ccc_per_recording_mean')}){cc}, RMSE {m.get('rmse')}")
     if result.get("note"):
         lines.append(f"  {result['note']}")
     lines.append(f"outputs: {result['out_dir']}")

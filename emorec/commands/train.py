@@ -59,6 +59,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stateful", action="store_true", default=None,
                         help="carry the LSTM state across consecutive windows of a recording "
                              "(training.stateful and data.stream_ordered; see docs/training.md)")
+    parser.add_argument("--features", metavar="NAMES",
+                        help="feature sets the model reads, e.g. audio_lld,video_geometric (model.features; "
+                             "feature_lstm: default every set the dataset holds)")
+    parser.add_argument("--loss", metavar="NAME",
+                        help="the loss (loss.name; feature_lstm: mse, mae, tube, ccc, mse_cov, mse_cc)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, e.g. --set optimizer.learning_rate=3e-4 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -78,6 +83,12 @@ def _flags(args) -> list[tuple[str, object, str]]:
             flags.append((key, value, flag))
     if args.stateful:
         flags += [("training.stateful", True, "--stateful"), ("data.stream_ordered", True, "--stateful")]
+    if getattr(args, "features", None):
+        from emorec.features.sets import parse_set_list
+
+        flags.append(("model.features", list(parse_set_list(args.features, "--features")), "--features"))
+    if getattr(args, "loss", None):
+        flags.append(("loss.name", args.loss, "--loss"))
     if args.jit is not None:
         flags.append(("training.jit_compile", {"auto": "auto", "true": True, "false": False}[args.jit], "--jit"))
     return flags

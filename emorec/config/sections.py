@@ -17,6 +17,7 @@ from emorec.config.base import (
     Section,
     boolean,
     choice,
+    fraction,
     list_of,
     non_negative_int,
     optional,
@@ -25,10 +26,11 @@ from emorec.config.base import (
     setting,
     text,
 )
+from emorec.feature_norm import FEATURE_NORMS
 from emorec.schema import AUDIO_NORMS, FRAME_PERIOD, MODALITIES
 
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = ("adam", "rmsprop_nesterov")
 CHECKPOINT_POLICIES = ("epoch", "end")
 
 
@@ -58,6 +60,9 @@ class DataConfig(Section):
     audio_norm: str = setting("none", choice(*AUDIO_NORMS),
                               doc="none: the raw waveform (Tzirakis' release); recording: zero mean, unit "
                                   "variance per recording (Nguyen et al.), applied when the data is read")
+    feature_norm: str = setting("speaker", choice(*FEATURE_NORMS),
+                                doc="feature sets: speaker = z-score with each speaker's statistics (Chen & Jin), "
+                                    "train = with the training partition's, none = as stored")
     batch_size: int = setting(25, positive_int, doc="global batch size")
     augment: bool = setting(True, boolean, doc="the original per-frame face augmentation")
     stream_ordered: bool = setting(False, boolean, doc="row r of every batch continues one recording")
@@ -91,6 +96,11 @@ class OptimizerConfig(Section):
     beta_1: float = setting(0.9, positive_number)
     beta_2: float = setting(0.999, positive_number)
     epsilon: float = setting(1.0e-7, positive_number, doc="Keras' default; TF 1 (the releases) used 1e-8")
+    rho: float = setting(0.9516951530106196, fraction(low_open=True),
+                         doc="rmsprop_nesterov: weight of the gradient moving averages (2^(-1/14): downhill's "
+                             "rms_halflife 14, Theanets)")
+    momentum: float = setting(0.9, fraction(), doc="rmsprop_nesterov: Nesterov momentum (Chen & Jin: 0.9)")
+    centered: bool = setting(True, boolean, doc="rmsprop_nesterov: divide by the centred RMS (Graves, downhill)")
 
     def check(self) -> None:
         """β1 and β2 below 1."""
@@ -123,12 +133,18 @@ class TrainingConfig(Section):
                                   doc="XLA-compile the training and evaluation steps: auto = where measured "
                                       "exact and faster (one device, models registered with xla=True)")
     validate: bool = setting(True, boolean, doc="dev validation after each epoch (best checkpoint)")
+    early_stopping_patience: int | None = setting(
+        None, optional(positive_int),
+        doc="stop after this many epochs without a better validation score (Chen & Jin: 50); null = never")
     stateful: bool = setting(False, boolean, doc="carry LSTM states across stream-ordered windows")
 
     def check(self) -> None:
-        """``epochs`` may be null only with ``max_steps``."""
-        if self.epochs is None and self.max_steps is None:
-            raise FieldError("epochs", "may be null only with training.max_steps (--steps) set")
+        """``epochs`` may be null only with ``max_steps`` or early stopping; early stopping needs validation."""
+        if self.epochs is None and self.max_steps is None and self.early_stopping_patience is None:
+            raise FieldError("epochs", "may be null only with training.max_steps (--steps) or "
+                                       "training.early_stopping_patience set")
+        if self.early_stopping_patience is not None and not self.validate:
+            raise FieldError("early_stopping_patience", "needs training.validate: true (it watches the dev score)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,13 @@ temporary files left by a killed run and rebuilds whatever is missing or
 damaged. One build at a time holds ``OUT/.emorec-build.lock``
 (:mod:`emorec.corpus.lock`); a full disk stops the build with
 ``<path>: no space left on device``.
+
+Feature sets (``BuildOptions.features``, :mod:`emorec.corpus.features`):
+released files are read and checked before anything is written; the video
+sets' models are fitted on the training partition into
+``OUT/feature_models/`` before the first shard; each shard stores its
+recording's rows and the manifest its per-set statistics. A change in the sets
+(another model, other released columns) rebuilds every shard.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 
 from emorec.corpus.lock import LOCK_NAME, build_lock
 from emorec.errors import ConfigError, DatasetError
+from emorec.features.sets import MODELS_DIR
 from emorec.manifest import (
     MANIFEST_NAME,
     DatasetManifest,
@@ -118,8 +126,11 @@ def _is_temp(name: str) -> bool:
 
 
 def _emorec_files(out: Path) -> list[Path]:
-    """Files a build writes in ``out`` (shards, temporary files, the manifest), cache excluded."""
+    """Files a build writes in ``out`` (shards, temporary files, the manifest, feature models), cache excluded."""
     files = [p for p in out.iterdir() if p.is_file() and (p.name == MANIFEST_NAME or _is_temp(p.name))]
+    models = out / MODELS_DIR
+    if models.is_dir():
+        files += [p for p in models.iterdir() if p.is_file() and (p.suffix == ".npz" or _is_temp(p.name))]
     for partition in PARTITIONS:
         folder = out / partition
         if folder.is_dir():
@@ -138,7 +149,7 @@ def _only_emorec_files(out: Path) -> bool:
             continue
         if entry.name == LOCK_NAME:  # a build's lock (maybe left by a killed one)
             continue
-        if entry.is_dir() and entry.name in PARTITIONS:
+        if entry.is_dir() and (entry.name in PARTITIONS or entry.name == MODELS_DIR):
             if all(p in owned for p in entry.iterdir()):
                 continue
             return False
@@ -222,21 +233,38 @@ def build_shard(
     out: Path,
     cache_dir: Path | None,
     progress: bool = True,
+    models=None,
 ) -> ShardResult:
     """Write one recording's shard (temporary file, then rename) and describe it.
+
+    ``models`` are the video feature sets' fitted models
+    (:class:`~emorec.corpus.features.FeatureModels`), when the build extracts them.
 
     Raises:
         MediaError, LabelError, AlignmentError: the recording cannot be used.
         DatasetError: the disk is full (or the quota exceeded) while writing it.
     """
     with _storage_errors(out / shard_relpath(source)):
-        return _build_shard(source, options, out, cache_dir, progress)
+        return _build_shard(source, options, out, cache_dir, progress, models)
 
 
-def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
+def _with_features(frames, features: dict):
+    """The frames with their rows of every feature set attached."""
+    for i, frame in enumerate(frames):
+        frame.features = {name: values[i] for name, values in features.items()}
+        yield frame
+
+
+def _build_shard(source, options, out, cache_dir, progress, models=None) -> ShardResult:
     import tensorflow as tf
 
+    from emorec.corpus.features import FeatureModels, recording_features
+    from emorec.feature_norm import FeatureMoments
+
     prepared = prepare_recording(source, options, cache_dir=cache_dir, progress=progress)
+    features, feature_report = {}, []
+    if options.features.requested:
+        features, feature_report = recording_features(prepared, options.features, models or FeatureModels())
     relpath = shard_relpath(source)
     final = out / relpath
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +272,8 @@ def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
     os.close(fd)
     tmp = Path(tmp_name)
     windows = found = 0
-    moments = Moments() if prepared.audio_plan is not None else None
+    moments = Moments() if prepared.stores_audio else None
+    info = dataclasses.replace(prepared.info, feature_dims=tuple((n, v.shape[1]) for n, v in features.items()))
 
     def counted(frames):
         # Per frame, once (overlapping windows repeat frames): faces found, and the statistics of the
@@ -259,7 +288,9 @@ def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
             frames = counted(prepared.frames(progress=progress))
-            for record in iter_windows(frames, prepared.info, options.window_frames, options.hop_frames):
+            if features:
+                frames = _with_features(frames, features)
+            for record in iter_windows(frames, info, options.window_frames, options.hop_frames):
                 writer.write(encode_window(record))
                 windows += 1
         with open(tmp, "rb") as handle:
@@ -269,8 +300,12 @@ def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    report = list(prepared.report)
+    report = list(prepared.report) + feature_report
     video_frames = prepared.num_frames if prepared.faces is not None else 0
+    if video_frames and not prepared.stores_video:
+        # The video was read for its features only: count the track's faces on the frame grid.
+        track = prepared.faces.found
+        found = int(sum(int(track[min(i, len(track) - 1)]) for i in range(video_frames)))
     if video_frames:
         report.append(
             f"{source.recording_id}: face found in {found} of {video_frames} frames "
@@ -289,8 +324,19 @@ def _build_shard(source, options, out, cache_dir, progress) -> ShardResult:
         report=report,
         audio_mean=None if moments is None else float(moments.mean),
         audio_std=None if moments is None else float(moments.std),
+        feature_stats=_feature_stats(features, FeatureMoments) if features else None,
     )
     return ShardResult(shard, found, video_frames)
+
+
+def _feature_stats(features: dict, moments_class) -> dict:
+    """Count, mean and standard deviation of every feature set's rows (the recording's real frames)."""
+    out = {}
+    for name, values in features.items():
+        moments = moments_class(values.shape[1])
+        moments.add(values)
+        out[name] = moments.to_dict()
+    return out
 
 
 def build_dataset(
@@ -303,6 +349,7 @@ def build_dataset(
     jobs: int = 1,
     cache_dir=None,
     progress: bool = True,
+    root=None,
 ) -> DatasetManifest:
     """Build (or resume) the dataset in ``out`` from ``sources``; return its manifest.
 
@@ -315,37 +362,58 @@ def build_dataset(
         jobs: recordings built in parallel processes.
         cache_dir: the face-detection cache (default ``OUT/.cache/faces``).
         progress: show progress bars.
+        root: the corpus folder (released feature paths are stored relative to it).
 
     Returns:
         The manifest written to ``OUT/manifest.json``.
 
     Raises:
-        ConfigError: bad settings, a foreign output directory, or a dataset built with other options.
-        MediaError, LabelError, AlignmentError: a recording that cannot be used (named in the message).
+        ConfigError: bad settings, a foreign output directory, a dataset built with other options, or
+            a feature set that cannot be computed (dlib model missing, no training videos).
+        MediaError, LabelError, AlignmentError: a recording that cannot be used (named in the message);
+            for released feature files, raised before anything is written.
         BuildLockedError: another build is writing ``out`` (see :mod:`emorec.corpus.lock`).
         DatasetError: the disk filled up (``<path>: no space left on device``); the manifest
             then lists the recordings still missing, and a rerun finishes the build.
     """
+    from emorec.corpus.features import check_feature_inputs, feature_models, feature_set_infos
+
     out = Path(out)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     opts = json.loads(json.dumps(options.manifest_options(source_name)))
+    released = check_feature_inputs(sources, options.features, options.label_alignment, options.tolerance_s,
+                                    root) if options.features.requested else {}
     make_output_dir(out)
     # Inner writes name their own file; this names the directory for any other (the lock, cleaning).
     with _storage_errors(out), build_lock(out):
         manifest = prepare_output(out, opts, force)
-        return _build(sources, out, options, manifest, jobs, cache_dir, progress)
+        cache = Path(cache_dir) if cache_dir is not None else out / CACHE_DIR / "faces"
+        models, model_sha = feature_models(sources, options.features, out, options.face, options.face_size,
+                                           cache, jobs, progress)
+        infos = feature_set_infos(options.features, released, model_sha)
+        return _build(sources, out, options, manifest, jobs, cache, progress, infos, models)
 
 
-def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache_dir, progress):
+def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache, progress, infos=None,
+           models=None):
     """Build what ``manifest`` lacks (the caller holds the directory's lock)."""
     from tqdm import tqdm
 
-    cache = Path(cache_dir) if cache_dir is not None else out / CACHE_DIR / "faces"
+    infos = infos or {}
     wanted = {s.recording_id: s for s in sources}
     on_disk = (manifest.is_complete, sorted(manifest.missing))
     todo = []
     dirty = False
+    if manifest.shards and manifest.feature_sets != infos:
+        # Other feature columns or a refitted model: every stored shard holds stale rows.
+        logger.info("feature sets changed (%s -> %s): rebuilding every recording",
+                    ", ".join(manifest.feature_sets) or "none", ", ".join(infos) or "none")
+        for info in manifest.shards.values():
+            (out / info.path).unlink(missing_ok=True)
+        manifest.shards.clear()
+        dirty = True
+    manifest.feature_sets = dict(infos)
     for rid, info in list(manifest.shards.items()):
         if rid not in wanted or not _shard_is_current(out, info, wanted[rid]):
             # Stale or damaged: drop it now so the manifest never lists a bad shard.
@@ -378,13 +446,13 @@ def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache_d
     try:
         if jobs == 1 or len(todo) <= 1:
             for source in todo:
-                finish(build_shard(source, options, out, cache, progress))
+                finish(build_shard(source, options, out, cache, progress, models))
         else:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(jobs, len(todo)), mp_context=context
             ) as pool:
-                futures = [pool.submit(build_shard, s, options, out, cache, False) for s in todo]
+                futures = [pool.submit(build_shard, s, options, out, cache, False, models) for s in todo]
                 done = set()
                 try:
                     for future in concurrent.futures.as_completed(futures):
@@ -433,9 +501,12 @@ def summarize(manifest: DatasetManifest) -> str:
     opts = manifest.options
     lines.append(
         f"window {opts['window']} s ({opts['window_frames']} frames), hop {opts['hop']} s, "
-        f"modalities {','.join(opts['modalities'])}, audio_norm {opts['audio_norm']}, "
+        f"modalities {','.join(opts['modalities']) or 'none'}, audio_norm {opts['audio_norm']}, "
         f"label_alignment {opts['label_alignment']}"
     )
+    if manifest.feature_sets:
+        lines.append("feature sets: " + ", ".join(
+            f"{f.name} ({f.dim}, {f.source})" for f in manifest.feature_sets.values()))
     if reports:
         lines.append(f"reports ({len(reports)}):")
         lines += [f"  {line}" for line in reports]

@@ -70,6 +70,7 @@ def _check_record(
         ("audio", window.audio is not None, "audio" in opts["modalities"]),
         ("video", window.faces is not None, "video" in opts["modalities"]),
         ("labels", window.labels is not None, shard.has_labels),
+        ("feature sets", {k: v.shape[1] for k, v in (window.features or {}).items()}, manifest.feature_dims),
     ):
         if got != want:
             errors.append(f"{at}: {name} is {got!r}, the manifest says {want!r}")

@@ -3,6 +3,9 @@
 The cache (``$EMOREC_CACHE/demo``, default ``~/.cache/emorec/demo``) holds
 ``<window>s/`` (one dataset per training window), ``media/seed<SEED>/`` (the
 demo media, shared by every window) and ``faces/`` (face detections, shared).
+A dataset of feature sets extracted from the demo media (``feature_lstm``'s
+main job) is ``<window>s-feat-<set>+<set>...`` (``-nomedia`` when it stores
+neither audio nor faces).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from emorec.corpus.build import build_dataset, summarize
 from emorec.errors import ConfigError, EmorecError
 from emorec.manifest import manifest_path, read_manifest
 from emorec.recording import BuildOptions
-from emorec.schema import PARTITIONS, SchemaError
+from emorec.schema import MODALITIES, PARTITIONS, SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ def ensure_demo_dataset(
     partitions: Sequence[str] = ("train", "dev"),
     jobs: int | None = None,
     progress: bool = True,
+    extract: Sequence[str] = (),
+    modalities: Sequence[str] = MODALITIES,
 ) -> Path:
     """The demo dataset for ``window`` seconds, built into the cache on first use; returns its directory.
 
@@ -135,6 +140,10 @@ def ensure_demo_dataset(
     dev; ``build demo OUT`` builds all three); another choice is another folder.
     ``jobs`` processes write the media and build the shards (default:
     :func:`default_demo_jobs`); the result does not depend on it.
+    ``extract`` names feature sets computed from the demo media
+    (:data:`emorec.features.sets.EXTRACTED_SETS`, with the build's default
+    settings) and ``modalities`` what media the dataset stores (``()``: the
+    feature sets alone); each choice is its own folder.
     """
     from emorec.corpus.adapters.demo import CSV_NAME
     from emorec.corpus.adapters.manifest_csv import read_recordings_csv
@@ -147,12 +156,20 @@ def ensure_demo_dataset(
     face = FaceConfig()
     if face_detect_every is not None:
         face = dataclasses.replace(face, detect_every=int(face_detect_every))
-    options = BuildOptions(window=float(window), face=face)
+    from emorec.features.sets import FeatureOptions
+
+    features = FeatureOptions(extract=tuple(extract))
+    options = BuildOptions(window=float(window), face=face, modalities=tuple(modalities), features=features)
     expected = json.loads(json.dumps(options.manifest_options(DEMO_SOURCE)))
     partitions = tuple(p for p in PARTITIONS if p in partitions)
     if not partitions:
         raise ConfigError(f"ensure_demo_dataset: partitions must be drawn from {', '.join(PARTITIONS)}")
     out = out.with_name(out.name + ("" if partitions == ("train", "dev") else "-" + "-".join(partitions)))
+    if features.extract:
+        out = out.with_name(out.name + "-feat-" + "+".join(features.extract)
+                            + ("" if options.modalities else "-nomedia"))
+    elif options.modalities != MODALITIES:
+        out = out.with_name(out.name + "-" + "-".join(options.modalities))
     subjects = make_subjects(spec, seed)
     wanted = {s.recording_id for s in subjects if s.partition in partitions}
     reason = _demo_incomplete(out, expected, wanted)

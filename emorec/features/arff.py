@@ -170,7 +170,7 @@ def read_feature_arff(path, fill: str = "error") -> FeatureTable:
             + (f" and {len(columns) - 5} more" if len(columns) > 5 else "")
         )
         if fill == "error":
-            raise MediaError(f"{path}: {where} (fill='zero' pads them with zeros as the paper does)")
+            raise MediaError(f"{path}: {where} (--fill zero, fill='zero', pads them with zeros as the paper does)")
         log.warning("%s: %s; set to zero", path, where)
         values = np.where(finite, values, 0.0)
     names = tuple(table.names[i] for i in feature_cols)

@@ -20,13 +20,28 @@ class Task:
         name: the registry name (``ModelSpec.task``).
         loss_config_class: the ``loss:`` section of models that bring no objective of their own.
         score_name: the validation metric that picks the best epoch (higher is better).
+        protocol: the default evaluation protocol's name (``evaluate/<protocol>.yaml``), or None.
     """
 
     name: str = ""
     loss_config_class: type
     score_name: str = "score"
+    # The evaluation protocol (evaluate/<protocol>.yaml) used when none is given; None = AVEC 2016's.
+    protocol: str | None = None
 
     # -- data --------------------------------------------------------------------------------
+
+    def configure(self, config, data, spec):
+        """The config completed from the dataset before the model is built (default: unchanged).
+
+        E.g. the feature sets a model reads and their dimensions; the trainer
+        saves the completed config as ``config.yaml``.
+        """
+        return config
+
+    def demo_dataset_options(self, config) -> dict:
+        """Extra arguments of :func:`emorec.demo.cache.ensure_demo_dataset` for this config (default none)."""
+        return {}
 
     def modalities(self, spec, config) -> tuple[str, ...]:
         """The dataset modalities a run reads (the config's, else the model's)."""

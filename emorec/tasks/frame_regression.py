@@ -58,6 +58,14 @@ class FrameRegressionTask(Task):
         data.require_modalities(self.modalities(spec, config), f"model {spec.name}")
         data.check_labels("train", required=True)
         data.check_labels("dev")
+        self.check_windows(data, spec, config)
+
+    def check_windows(self, data, spec, config) -> None:
+        """The stored windows give the training windows (the same, or split evenly), unless stream-ordered.
+
+        Raises:
+            ConfigError: naming the dataset, both window settings and the build that would fit.
+        """
         cfg = config.data
         if cfg.stream_ordered:
             return  # rows are re-cut from each recording's stitched frames, whatever was stored

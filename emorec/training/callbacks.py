@@ -243,6 +243,31 @@ class Checkpointer(Callback):
                 trainer.model.set_weights(final)
 
 
+class EarlyStopping(Callback):
+    """Ends the run when the best validation score is ``patience`` epochs old (Chen & Jin: 50).
+
+    Whether to stop is read from the trainer's state (the best epoch is
+    checkpointed), so a resumed run stops where an uninterrupted one would;
+    ``best.keras`` keeps the best epoch's weights. The run stops at the end of
+    the ``patience``-th epoch after the best one ("no improvement after 50
+    epochs"); the score is the task's validation score (dev CCC), where
+    Theanets watched its validation loss.
+    """
+
+    def __init__(self, patience: int):
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        self.patience = int(patience)
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict, improved: bool) -> None:
+        """Ask the trainer to stop after this epoch when the best one is ``patience`` epochs back."""
+        best = int(trainer.state.best_epoch.numpy())
+        if epoch + 1 - best >= self.patience:
+            logger.info("early stopping: no better %s for %d epochs (best epoch %d)",
+                        trainer.task.score_name, epoch + 1 - best, best)
+            trainer.stop_training = True
+
+
 class StepHook(Callback):
     """Calls ``fn(info)`` after every step (tests and embedding applications)."""
 

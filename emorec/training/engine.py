@@ -18,7 +18,13 @@ uninterrupted run.
 
 Validation runs after every epoch (on every worker, the whole dev set,
 outside the strategy); the best epoch is the one with the highest task score
-(``dev_ccc_mean`` for the regression task).
+(``dev_ccc_mean`` for the regression task). With
+``training.early_stopping_patience`` the run stops after that many epochs
+without a better score (:class:`~emorec.training.callbacks.EarlyStopping`).
+
+Before anything is built, the task may complete the config from the dataset
+(:meth:`emorec.tasks.base.Task.configure`: e.g. the feature sets a model
+reads and their dimensions); the completed config is the one saved.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from emorec.errors import ConfigError
 from emorec.rundir import RunDir
 from emorec.training.callbacks import (
     Checkpointer,
+    EarlyStopping,
     EpochLog,
     HistoryWriter,
     NaNGuard,
@@ -110,6 +117,11 @@ def make_optimizer(config):
     if config.name == "adam":
         return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
                                      beta_2=config.beta_2, epsilon=config.epsilon)
+    if config.name == "rmsprop_nesterov":
+        from emorec.optimizers import RMSpropNesterov
+
+        return RMSpropNesterov(learning_rate=config.learning_rate, rho=config.rho, momentum=config.momentum,
+                               epsilon=config.epsilon, centered=config.centered)
     raise ConfigError(f"unsupported optimizer {config.name!r}")
 
 
@@ -120,18 +132,19 @@ class Trainer:
         from emorec.models import get_model_spec
         from emorec.tasks import get_task
 
-        self.config = config
         self.data = data
         self.run_dir = RunDir(run_dir)
         self.strategy = strategy
         self.chief = is_chief(strategy)
         self.spec = get_model_spec(config.model_name)
         self.task = get_task(self.spec.task)
+        self.config = config = self.task.configure(config, data, self.spec)
         self.modalities = self.task.modalities(self.spec, config)
         self.task.check_data(data, self.spec, config)
         self.progress = progress and self.chief
         self.on_step = on_step
         self.history: list[dict] = []
+        self.stop_training = False  # set by a callback (early stopping) to end the run after this epoch
 
     def build(self) -> None:
         """Model, optimizer, step and checkpoints, under the strategy's scope."""
@@ -159,6 +172,8 @@ class Trainer:
             callbacks += [TensorBoardScalars(), HistoryWriter()]
         callbacks += [EpochLog(), Checkpointer(training.checkpoints, training.checkpoint_every,
                                                training.keep_optimizer_state)]
+        if training.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(training.early_stopping_patience))
         if self.on_step is not None:
             callbacks.append(StepHook(self.on_step))
         return callbacks
@@ -186,6 +201,8 @@ class Trainer:
                     break
                 row, complete = self._run_epoch(epoch, callbacks)
                 self._end_epoch(epoch, row, complete, validate, callbacks)
+                if self.stop_training:
+                    break
             finished = True
         finally:
             for callback in callbacks:
@@ -304,6 +321,7 @@ def train(
     if not resume and has_checkpoint(run_dir.path):
         raise ConfigError(f"{run_dir.path}: already holds a training run; pass --resume or choose another --out")
     trainer = Trainer(config, data, run_dir.path, strategy, progress=progress, on_step=on_step)
+    config = trainer.config  # completed from the dataset by the task
     if trainer.chief:
         run_dir.path.mkdir(parents=True, exist_ok=True)
         info = {

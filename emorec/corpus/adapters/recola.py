@@ -1,11 +1,17 @@
 """The RECOLA adapter, for the corpus as distributed for AVEC 2016.
 
-Layout read (other folders, e.g. features and individual ratings, are ignored)::
+Layout read (other folders, e.g. individual ratings, are ignored)::
 
     SRC/recordings_audio/{train,dev,test}_N.wav
     SRC/recordings_video/{train,dev,test}_N.mp4
     SRC/ratings_gold_standard/arousal/<recording>.arff
     SRC/ratings_gold_standard/valence/<recording>.arff
+    SRC/features_<name>/[<sub-folder>/]<recording>.arff   (only the sets asked for)
+
+Released feature sets (``features=("audio", "ECG", ...)``, ``emorec build
+recola --features``) are read from ``features_<name>/`` (see
+:mod:`emorec.features.arff`); with them the recordings may come from the
+feature files alone (no ``recordings_*`` folder), for a dataset of features.
 
 ``split="avec"`` takes the partition from the file name (``train_1`` ->
 train) and, unless a subject map says otherwise, uses the recording id as the
@@ -83,21 +89,39 @@ def recola_sources(
     split: str = "avec",
     subject_map=None,
     modalities: tuple[str, ...] = MODALITIES,
+    features: tuple[str, ...] = (),
+    reads_audio: bool | None = None,
 ) -> list[RecordingSource]:
-    """The recordings of a RECOLA folder with their partitions, subjects and gold standard."""
+    """The recordings of a RECOLA folder with their partitions, subjects, gold standard and feature files.
+
+    Args:
+        root: the RECOLA folder.
+        split: ``avec`` or ``paper`` (see the module docstring).
+        subject_map: the subject map CSV, or None.
+        modalities: the modalities stored (their files must exist).
+        features: released feature folders to attach (``source.features``).
+        reads_audio: the audio is read (stored, or by a feature extractor); default: ``audio`` stored.
+    """
     root = Path(root)
     if split not in SPLITS:
         raise ConfigError(f"unknown RECOLA split {split!r} (expected one of {', '.join(SPLITS)})")
     if not root.is_dir():
         raise MediaError(f"{root}: no such RECOLA folder")
+    reads_audio = "audio" in modalities if reads_audio is None else reads_audio
     audio = _files(root / AUDIO_DIR, AUDIO_SUFFIXES)
     video = _files(root / VIDEO_DIR, VIDEO_SUFFIXES)
-    if not audio and not video:
+    released = {}
+    if features:
+        from emorec.corpus.features import discover_released
+
+        released = {stem: path for files in discover_released(root, features).values()
+                    for stem, path in files.items()}
+    if not audio and not video and not (released and not modalities):
         raise MediaError(f"{root}: no recordings in {AUDIO_DIR}/ or {VIDEO_DIR}/ (is it RECOLA?)")
     if split == "paper" and subject_map is None:
         raise ConfigError("--split paper needs --subject-map CSV (recording,subject,partition)")
     mapping = read_subject_map(subject_map) if subject_map is not None else {}
-    names = sorted(set(audio) | set(video))
+    names = sorted(set(audio) | set(video) | (set(released) if not modalities else set()))
     if split == "paper":
         unmapped = [n for n in names if n not in mapping or mapping[n][1] is None]
         if unmapped:
@@ -150,13 +174,17 @@ def recola_sources(
                 recording_id=rid,
                 partition=partition,
                 subject_id=subject,
-                audio=audio.get(name) if "audio" in modalities else None,
+                audio=audio.get(name) if reads_audio else None,
                 video=video.get(name),
                 labels=labels,
                 label_source=f"{arousal.parent.parent}/{{arousal,valence}}/{name}.arff",
             )
         )
     sources = check_sources(sources, str(root))
+    if features:
+        from emorec.corpus.features import attach_released_files
+
+        attach_released_files(sources, root, features)
     if split == "paper":
         spanning = subjects_across_partitions(sources)
         if spanning:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from emorec.errors import ConfigError
 from emorec.tasks.base import Task
+from emorec.tasks.clip_classification import ClipClassificationTask
 from emorec.tasks.frame_regression import FrameRegressionTask
 
-_TASKS: dict[str, Task] = {task.name: task for task in (FrameRegressionTask(),)}
+_TASKS: dict[str, Task] = {task.name: task for task in (FrameRegressionTask(), ClipClassificationTask())}
 
 
 def get_task(name: str) -> Task:

@@ -203,9 +203,9 @@ def write_clip_outputs(out: EvalDir, data, scored: dict, classes, protocol: Clip
                          *(f"{p:.6f}" for p in row)])
         lines.append(f"{video} {predicted}")
     atomic_write_bytes(out.clip_predictions, table.getvalue().encode())
-    atomic_write_bytes(out.test_labels, ("\n".join(sorted(lines)) + "\n").encode())
+    atomic_write_bytes(out.predicted_labels, ("\n".join(sorted(lines)) + "\n").encode())
     files = {"metrics": str(out.metrics), "clip_predictions": str(out.clip_predictions),
-             "labels": str(out.test_labels)}
+             "labels": str(out.predicted_labels)}
     for prefix, metrics, what in (("", scored["clip"], "clips"), ("unit", scored["unit"], unit_label)):
         if metrics is None or (prefix and unit_label is None):
             continue

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from emorec.errors import ConfigError
 from emorec.manifest import atomic_write_bytes
 from emorec.rundir import ExportDir, RunDir
 
@@ -202,7 +203,12 @@ def export_clip_run(run_dir, out_dir, *, model=None, data=None) -> dict:
     branch = branch_of(config)
     keras_file = run.best_model if model is None else None
     model = model if model is not None else load_best_model(run.path)
-    data = open_dataset(data if data is not None else (config.run or {}).get("data_dir") or "")
+    if data is None:
+        data = (config.run or {}).get("data_dir")
+        if not data:
+            raise ConfigError(f"{run.config}: names no training dataset (run.data_dir); the export needs its "
+                              "face size, sample rate and face detection settings")
+    data = open_dataset(data)
     branch_models = None
     info_branches = None
     if branch == "fusion":

@@ -175,8 +175,17 @@ def _features_function(model, name: str):
     return features
 
 
+def clips_per_batch(branches: BranchModels, slices: int, budget_bytes: int = 256 << 20) -> int:
+    """Clips read at once: as many as keep one batch's float32 slices within ``budget_bytes`` (1 to 16).
+
+    At the paper's sizes (32 slices of 16 x 112 x 112 x 3) a clip's slices take 77 MB: 3 clips.
+    """
+    per_clip = slices * branches.slice_frames * branches.slice_size ** 2 * 3 * 4
+    return max(1, min(16, budget_bytes // max(per_clip, 1)))
+
+
 def compute_clip_features(data, partition: str, branches: BranchModels, frames: int, slices: int,
-                          batch_clips: int = 2, progress: bool = False) -> dict:
+                          batch_clips: int | None = None, progress: bool = False) -> dict:
     """Every clip's branch features (module docstring) of one partition of a clip dataset.
 
     Args:
@@ -185,7 +194,7 @@ def compute_clip_features(data, partition: str, branches: BranchModels, frames: 
         branches: the branch models.
         frames: faces per clip (48).
         slices: slices per clip (32).
-        batch_clips: clips read per batch.
+        batch_clips: clips read per batch (default :func:`clips_per_batch`).
         progress: show a progress bar.
 
     Returns:
@@ -197,7 +206,7 @@ def compute_clip_features(data, partition: str, branches: BranchModels, frames: 
     from emorec.clips.data import fusion_dataset
 
     ds = fusion_dataset(
-        data.path, data.selection(partition), batch_size=batch_clips, num_frames=frames, num_slices=slices,
+        data.path, data.selection(partition), batch_size=batch_clips or clips_per_batch(branches, slices), num_frames=frames, num_slices=slices,
         slice_frames=branches.slice_frames, face_size=branches.face_size, slice_size=branches.slice_size,
         audio_seconds=branches.audio_samples / data.sample_rate, audio_scale="none", training=False,
     )

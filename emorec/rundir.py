@@ -160,7 +160,7 @@ class EvalDir:
     CONFUSION_CSV = "confusion_matrix.csv"
     CONFUSION_PNG = "confusion_matrix.png"
     CLIP_PREDICTIONS = "clip_predictions.csv"
-    TEST_LABELS = "test_predictions.txt"
+    PREDICTED_LABELS = "predicted_labels.txt"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -192,9 +192,9 @@ class EvalDir:
         return self.path / self.CLIP_PREDICTIONS
 
     @property
-    def test_labels(self) -> Path:
-        """``test_predictions.txt`` (one ``clip label`` line per clip)."""
-        return self.path / self.TEST_LABELS
+    def predicted_labels(self) -> Path:
+        """``predicted_labels.txt`` (one ``<video name> <class>`` line per clip)."""
+        return self.path / self.PREDICTED_LABELS
 
 
 class ExportDir:

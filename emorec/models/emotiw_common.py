@@ -75,11 +75,20 @@ def dropout(x, keep: float, name: str):
     return keras.layers.Dropout(1.0 - keep, name=name)(x)
 
 
+def batch_norm(name: str, momentum: float | None = None, **kwargs) -> keras.layers.BatchNormalization:
+    """A batch norm whose statistics are those of the global batch under tf.distribute (``synchronized``).
+
+    Each replica would otherwise normalise with its own share of the batch, and
+    a run on several replicas would not train the weights one device does.
+    """
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM if momentum is None else momentum,
+                                           synchronized=True, name=name, **kwargs)
+
+
 def conv_bn_relu(x, conv_layer: keras.layers.Layer, name: str, momentum: float | None = None):
     """``conv_layer`` (built without bias) → batch norm (``momentum``, default 0.99) → ReLU; layers named ``name_*``."""
     x = conv_layer(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM if momentum is None else momentum,
-                                        name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn", momentum)(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

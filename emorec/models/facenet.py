@@ -63,6 +63,7 @@ from emorec.models.emotiw_common import (
     NUM_CLASSES,
     OUTPUT_CLASS,
     OUTPUT_FEATURES,
+    batch_norm,
     check_keep_prob,
     check_num_classes,
     conv_bn_relu,
@@ -164,12 +165,7 @@ def _scaled_conv_bn(x, filters, kernel_size, name, *, strides=1, padding="same",
         scaled_filters(filters, width), kernel_size, strides=strides, padding=padding, use_bias=False,
         kernel_initializer=HE_INIT, name=name,
     )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=bn_momentum,
-        epsilon=FACENET_BN_EPSILON,
-        scale=False,
-        name=f"{name}_BatchNorm",
-    )(x)
+    x = batch_norm(f"{name}_BatchNorm", bn_momentum, epsilon=FACENET_BN_EPSILON, scale=False)(x)
     if activation:
         x = keras.layers.Activation("relu", name=f"{name}_Activation")(x)
     return x

@@ -69,6 +69,7 @@ from emorec.models.emotiw_common import (
     NUM_CLASSES,
     OUTPUT_CLASS,
     OUTPUT_FEATURES,
+    batch_norm,
     check_keep_prob,
     check_num_classes,
     conv_bn_relu,
@@ -184,8 +185,7 @@ def build_soundnet(
             kernel_initializer=HE_INIT,  # the paper's init of layers without pretrained weights
             name=block,
         )(x)
-        x = keras.layers.BatchNormalization(epsilon=SOUNDNET_BN_EPSILON, momentum=bn_momentum,
-                                            name=f"{block}_bn")(x)
+        x = batch_norm(f"{block}_bn", bn_momentum, epsilon=SOUNDNET_BN_EPSILON)(x)
         x = keras.layers.ReLU(name=f"{block}_relu")(x)
         if pool:
             x = keras.layers.MaxPooling1D(pool, strides=pool, name=f"pool{block[-1]}")(x)

@@ -275,8 +275,7 @@ def evaluate_clip_run(run_dir, data, partition: str, *, out_dir=None, protocol=N
     branch_results = {}
     source = data
     if branch == "fusion":
-        from emorec.clip_features import BranchRuns
-        from emorec.emotiw_flow import fusion_data_for
+        from emorec.clip_features import BranchRuns, fusion_data_for
 
         if fusion_data is None:
             fusion_data = fusion_data_for(run.path, data, config, BranchRuns.load(run.path), progress=progress)

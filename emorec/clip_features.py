@@ -294,3 +294,11 @@ class FusionData:
                 self.clips_handle, partition, self.branches, self.frames, self.slices, self.cache_dir,
                 self.progress)
         return self._memory[partition]
+
+
+def fusion_data_for(run_dir, data, config, branches, models=None, progress: bool = False):
+    """The :class:`~emorec.clip_features.FusionData` of a fusion run: its branches' features of ``data``."""
+    branch_models = BranchModels(branches, models={k: v for k, v in (models or {}).items() if v is not None})
+    branch_models.check_dims(config.model, config.source)
+    return FusionData(data, branch_models, config.model.frames, config.model.slices, RunDir(run_dir).features,
+                      progress=progress)

@@ -128,7 +128,7 @@ def train_clip_model(config, data, run_dir, *, branches=None, folds: int | None 
     Raises:
         ConfigError, DatasetError: unusable settings, data or branch runs.
     """
-    from emorec.clip_features import BranchRuns
+    from emorec.clip_features import BranchRuns, fusion_data_for
     from emorec.dataset import open_dataset
     from emorec.tasks.clip_classification import branch_of
 
@@ -181,16 +181,6 @@ def _best_in_memory(result):
     if result.model is not None and history and history[-1].get("epoch") == result.best_epoch:
         return result.model
     return None
-
-
-def fusion_data_for(run_dir, data, config, branches, models=None, progress: bool = False):
-    """The :class:`~emorec.clip_features.FusionData` of a fusion run: its branches' features of ``data``."""
-    from emorec.clip_features import BranchModels, FusionData
-
-    branch_models = BranchModels(branches, models={k: v for k, v in (models or {}).items() if v is not None})
-    branch_models.check_dims(config.model, config.source)
-    return FusionData(data, branch_models, config.model.frames, config.model.slices, RunDir(run_dir).features,
-                      progress=progress)
 
 
 def _train_folds(config, data, run_dir, k: int, **kwargs) -> ClipTrainResult:

@@ -31,6 +31,11 @@ is not shipped). ``mean_mode="clip"`` holds a full 16 × 112 × 112 × 3 mean,
 filled from the mean file with :func:`load_c3d_mean_clip` (centre crop rows
 8:120, columns 30:142, as the Keras port's test script crops frames).
 
+``width`` multiplies every filter count (weights load only at 1) and
+``head_padding: same`` lets the head run on the smaller pool5 of frames under
+112 pixels (the demo); trunk convolutions start from He initialisation, the
+paper's rule for layers without pretrained weights.
+
 The clip branch (:func:`build_emotiw_clip_branch`, the paper's "C3D branch"):
 frozen pool5 4 × 4 × 512 → max-pool 2 × 2 stride 2 → conv 256 2 × 2 ("valid":
 2 × 2 → 1 × 1) → batch norm → ReLU → dropout → FC 256 → batch norm → ReLU

@@ -41,6 +41,14 @@ over all ``n = H·W·3`` values of one image (population std). ``fixed`` is
 facenet's later ``(x - 127.5) / 128`` for models trained with fixed image
 standardisation.
 
+Options beyond the paper, for training without the pretrained weights (the
+demo): ``width`` multiplies every filter count, ``repeats`` sets the number of
+Block35/Block17/Block8 blocks and ``bn_momentum`` the batch norms' momentum;
+the layer names stay those of the Keras conversion (weights load only at width
+1 and the full repeats). Trunk convolutions start from He initialisation (the
+paper's rule for layers without pretrained weights) and the batch norms are
+synchronised across replicas under tf.distribute.
+
 The frame branch (:func:`build_emotiw_frame_branch`, the paper's "CNN
 branch"): frozen backbone map 3 × 3 × 1792 → conv 256 3 × 3 → batch norm → ReLU → dropout → FC 256 →
 batch norm → ReLU (``features``) → dropout → softmax ``num_classes``. The

@@ -283,7 +283,7 @@ def test_mirrored_over_two_devices_trains_as_one_device(samples, tmp_path):
         for strategy in ("one", "mirrored")
     }
     for strategy, proc in procs.items():
-        assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()[-2000:]
+        assert proc.wait(timeout=600) == 0, f"{strategy}: {proc.stderr.read().decode()[-2000:]}"
     one, mirrored = np.load(tmp_path / "one.npz"), np.load(tmp_path / "mirrored.npz")
     assert len(one["losses"]) == 2
     np.testing.assert_allclose(mirrored["losses"], one["losses"], rtol=1e-5)

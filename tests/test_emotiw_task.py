@@ -305,3 +305,34 @@ def test_flags_that_do_not_apply_are_refused(clip_data, tmp_path):
                       f"{tmp_path},{tmp_path},{tmp_path}", "--out", str(tmp_path / "r")])
     assert code == 2 and f"{tmp_path / 'config.yaml'}: not found" in err
 
+
+
+# -- the export's clip predictor -------------------------------------------------------------------------
+
+
+def test_clip_predictor_averages_found_faces_and_stretches_short_clips():
+    import keras
+
+    from emorec.clip_export import clip_predictor
+    from emorec.models import build_model
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    frame = build_model("emotiw_frame", {"num_classes": 3, "input_size": 80, "width": 0.0625,
+                                         "repeats": [1, 1, 1], "conv_padding": "same"})
+    faces = rng.uniform(size=(5, 80, 80, 3)).astype(np.float32)
+    found = np.array([1, 0, 1, 1, 0], np.float32)
+    probs = frame({"face": faces}, training=False)["emotion_class"].numpy()
+    predict = clip_predictor(frame, "frame")
+    got = predict(tf.constant(faces), tf.constant(found), tf.zeros([0]), tf.constant(0.0)).numpy()
+    np.testing.assert_allclose(got, probs[found > 0].mean(axis=0), atol=1e-6)
+    none = predict(tf.constant(faces), tf.zeros([5]), tf.zeros([0]), tf.constant(0.0)).numpy()
+    np.testing.assert_allclose(none, probs.mean(axis=0), atol=1e-6)  # no face at all: every frame
+
+    clip = build_model("emotiw_c3d", {"num_classes": 3, "input_size": 32, "width": 0.0625,
+                                      "head_padding": "same"})
+    short = rng.uniform(size=(10, 32, 32, 3)).astype(np.float32)  # fewer than 16 frames
+    stretched = short[[k * 10 // 16 for k in range(16)]][None]
+    expected = clip({"clip": stretched}, training=False)["emotion_class"].numpy()[0]
+    got = clip_predictor(clip, "c3d")(tf.constant(short), tf.ones([10]), tf.zeros([0]), tf.constant(1.0))
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)

@@ -127,7 +127,7 @@ class ClipClassificationTask(Task):
 
         seed = epoch_seed(config.training.seed, epoch)
         steps = config.training.steps_per_epoch
-        ds = self._read(data, config, "train", training=True, seed=seed, repeat=bool(steps))
+        ds = self.read_batches(data, config, "train", training=True, seed=seed, repeat=bool(steps))
         weights = self.example_weights(data, config)
         table = tf.constant(weights, tf.float32)
         ds = ds.map(lambda batch: {**batch, "example_weight": tf.gather(table, batch["label"])})
@@ -159,7 +159,7 @@ class ClipClassificationTask(Task):
             return None
         return ClipUnits(self, data, config, "dev")
 
-    def _read(self, data, config, partition: str, *, training: bool, seed=None, repeat: bool = False):
+    def read_batches(self, data, config, partition: str, *, training: bool, seed=None, repeat: bool = False):
         """Batches of one branch's inputs (named as the model's inputs) with ``label`` and ``clip_id``."""
         branch = branch_of(config)
         model, batch = config.model, config.data.batch_size
@@ -262,7 +262,7 @@ class ClipUnits:
         everything otherwise.
         """
         probs, labels, ids, keep = [], [], [], []
-        for batch in self.task._read(self.data, self.config, self.partition, training=False):
+        for batch in self.task.read_batches(self.data, self.config, self.partition, training=False):
             probs.append(np.asarray(forward({k: batch[k] for k in self.names})))
             labels.append(batch["label"].numpy())
             ids += [c.decode() for c in batch["clip_id"].numpy()]

@@ -275,6 +275,12 @@ def test_afew_unknown_or_empty_class_folder_and_corrupt_clip_are_exit_2(clip_dat
     code, err = _run(["build", "afew", str(root), str(tmp_path / "o3"), "--no-progress"])
     assert code == 2 and "002.avi" in err.splitlines()[0]
     assert not (tmp_path / "o3" / CLIP_MANIFEST_NAME).exists()
+    (root / "Train_AFEW" / "Happy" / "002.avi").unlink()
+    code, err = _run(["build", "afew", str(root), str(tmp_path / "o4"), "--no-progress", "--face-size", "64"])
+    assert code == 0, err
+    built = open_dataset(tmp_path / "o4")
+    assert [(c.clip_id, c.label_name) for c in built.clips("train")] == [("train_001", "Happy")]
+    assert built.face_size == 64 and built.classes[3] == "Happy"
 
 
 def test_weight_file_of_another_architecture_names_the_layer_and_both_shapes(clip_data, tmp_path):

@@ -342,3 +342,21 @@ def test_clip_predictor_averages_found_faces_and_stretches_short_clips():
     expected = clip({"clip": stretched}, training=False)["emotion_class"].numpy()[0]
     got = clip_predictor(clip, "c3d")(tf.constant(short), tf.ones([10]), tf.zeros([0]), tf.constant(1.0))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
+
+
+def test_clip_protocol_file_equals_the_built_in_defaults_and_aggregations_differ():
+    from emorec.clip_evaluate import ClipProtocol, load_clip_protocol, score_units
+
+    assert load_clip_protocol() == ClipProtocol() and load_clip_protocol(REPO / "evaluate" / "emotiw2017.yaml")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) protocol.window"):
+        load_clip_protocol({"window": 3})
+    # Clip "a": two frames lean to class 0 a little, one strongly to class 1.
+    predictions = {"probs": np.array([[0.6, 0.4], [0.6, 0.4], [0.0, 1.0], [0.9, 0.1]]),
+                   "label": np.array([1, 1, 1, 0]), "clip_id": ["a", "a", "a", "b"],
+                   "keep": np.array([True, True, True, True])}
+    mean = score_units(predictions, ["x", "y"], "mean")
+    vote = score_units(predictions, ["x", "y"], "vote")
+    np.testing.assert_allclose(mean["clip_probs"][0], [0.4, 0.6])
+    np.testing.assert_allclose(vote["clip_probs"][0], [2 / 3, 1 / 3])
+    assert mean["clip"]["accuracy"] == 1.0 and vote["clip"]["accuracy"] == 0.5
+    assert mean["unit"]["accuracy"] == 0.5

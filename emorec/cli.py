@@ -1,6 +1,7 @@
 """The ``emorec`` command: one entry point for every subcommand, and the one place that turns errors into exit codes.
 
     emorec build {recola,manifest,demo} ... OUT     corpus -> TFRecord dataset
+    emorec build {afew,clips} ... OUT              video clips -> clip dataset (emotiw*)
     emorec validate OUT                             check a dataset
     emorec train --model NAME [--data D]            train (the demo flow without --data)
     emorec evaluate RUN --data D --partition dev    AVEC-style evaluation

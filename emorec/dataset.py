@@ -166,7 +166,6 @@ class DatasetHandle:
             )
         return tuple(m for m in MODALITIES if m in chosen)
 
-
     def require_features(self, wanted: Sequence[str], reader: str = "the model") -> dict[str, int]:
         """``{name: dim}`` of the feature sets ``wanted``, in that order, checked against what is stored.
 
@@ -184,6 +183,29 @@ class DatasetHandle:
         return {name: stored[name] for name in wanted}
 
 
-def open_dataset(data: str | os.PathLike | DatasetHandle) -> DatasetHandle:
-    """``data`` itself if it is already a handle, else the directory opened."""
-    return data if isinstance(data, DatasetHandle) else DatasetHandle.open(data)
+def open_dataset(data):
+    """``data`` itself if it is already a handle, else the directory opened.
+
+    A directory holding ``clips_manifest.json`` and no ``manifest.json`` is a clip
+    dataset (Pini et al.) and opens as a :class:`~emorec.clips.dataset.ClipDatasetHandle`;
+    any other as a :class:`DatasetHandle`.
+
+    Args:
+        data: a dataset directory (``str`` or path), or an already opened handle.
+
+    Returns:
+        The handle (``data`` itself when it is one).
+
+    Raises:
+        DatasetError: the directory holds no readable manifest.
+    """
+    from emorec.clips.dataset import ClipDatasetHandle, is_clip_dataset
+    from emorec.clips.manifest import clip_manifest_path
+    from emorec.manifest import MANIFEST_NAME
+
+    if isinstance(data, DatasetHandle) or is_clip_dataset(data):
+        return data
+    path = Path(data)
+    if clip_manifest_path(path).is_file() and not (path / MANIFEST_NAME).is_file():
+        return ClipDatasetHandle.open(path)
+    return DatasetHandle.open(path)

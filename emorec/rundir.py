@@ -11,6 +11,14 @@ A run directory (``emorec train --out RUN``)::
     eval/<partition>/      an evaluation (see EvalDir)
     export/                the demo flow's export (see ExportDir)
     learning_curves.png, reconstructions.png, demo_summary.json   (the demo flow)
+
+A clip classification fusion run (``emorec train --model emotiw``) also holds::
+
+    branches.json          the frame, C3D and audio runs it was trained on
+    frame/, c3d/, audio/   those runs, when the fusion run trained them itself
+    features/              the branch features per partition, computed once (.npz)
+    confusion_matrix.png   (the demo flow) the dev confusion matrix
+    folds.json             (--folds K) the k-fold summary; fold1/ ... foldK/ hold the runs
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ class RunDir:
     LEARNING_CURVES = "learning_curves.png"
     RECONSTRUCTIONS = "reconstructions.png"
     DEMO_SUMMARY = "demo_summary.json"
+    BRANCHES = "branches.json"
+    FEATURES = "features"
+    CONFUSION_PNG = "confusion_matrix.png"
+    FOLDS = "folds.json"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -109,6 +121,34 @@ class RunDir:
         """``demo_summary.json``."""
         return self.path / self.DEMO_SUMMARY
 
+    @property
+    def branches(self) -> Path:
+        """``branches.json`` (a fusion run's branch runs)."""
+        return self.path / self.BRANCHES
+
+    def branch_dir(self, branch: str) -> Path:
+        """``<branch>/``: a branch run trained inside a fusion run."""
+        return self.path / branch
+
+    @property
+    def features(self) -> Path:
+        """``features/`` (cached branch features)."""
+        return self.path / self.FEATURES
+
+    @property
+    def confusion_png(self) -> Path:
+        """``confusion_matrix.png``."""
+        return self.path / self.CONFUSION_PNG
+
+    @property
+    def folds(self) -> Path:
+        """``folds.json``."""
+        return self.path / self.FOLDS
+
+    def fold_dir(self, index: int) -> Path:
+        """``fold<index>/`` (1-based)."""
+        return self.path / f"fold{index}"
+
 
 class EvalDir:
     """Paths inside one evaluation's output directory."""
@@ -119,6 +159,8 @@ class EvalDir:
     PLOTS = "plots"
     CONFUSION_CSV = "confusion_matrix.csv"
     CONFUSION_PNG = "confusion_matrix.png"
+    CLIP_PREDICTIONS = "clip_predictions.csv"
+    PREDICTED_LABELS = "predicted_labels.txt"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -135,6 +177,24 @@ class EvalDir:
     def plot(self, recording_id: str) -> Path:
         """``plots/<id>.png``."""
         return self.path / self.PLOTS / f"{recording_id}.png"
+
+    def confusion_csv(self, prefix: str = "") -> Path:
+        """``[<prefix>_]confusion_matrix.csv``."""
+        return self.path / (f"{prefix}_{self.CONFUSION_CSV}" if prefix else self.CONFUSION_CSV)
+
+    def confusion_png(self, prefix: str = "") -> Path:
+        """``[<prefix>_]confusion_matrix.png``."""
+        return self.path / (f"{prefix}_{self.CONFUSION_PNG}" if prefix else self.CONFUSION_PNG)
+
+    @property
+    def clip_predictions(self) -> Path:
+        """``clip_predictions.csv`` (one row per clip: class, probabilities, gold)."""
+        return self.path / self.CLIP_PREDICTIONS
+
+    @property
+    def predicted_labels(self) -> Path:
+        """``predicted_labels.txt`` (one ``<video name> <class>`` line per clip)."""
+        return self.path / self.PREDICTED_LABELS
 
 
 class ExportDir:

@@ -59,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from emorec.clips.augment import crop_zoom_flip, draw_crop_params, identity_params
+from emorec.clips.folds import ClipSelection, as_selection
 from emorec.clips.manifest import ClipManifest, read_clip_manifest
 from emorec.clips.schema import (
     CTX_AUDIO,
@@ -80,14 +81,14 @@ FUSION_FRAMES = 48
 FUSION_SLICES = 32
 AUDIO_SECONDS = 1.0
 SOUNDNET_RANGE = 256.0
-AUDIO_SCALES = ("fixed", "peak")
+AUDIO_SCALES = ("fixed", "peak", "none")
 FUSION_PARTS = ("faces", "slices", "audio")
 _MAX_INTERLEAVE = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class _ClipPlan:
-    """One partition of a clip dataset: its shards and what the manifest says about them."""
+    """What a pipeline reads: the shards holding a partition's (or a selection's) clips."""
 
     data_dir: Path
     partition: str
@@ -96,6 +97,7 @@ class _ClipPlan:
     face_size: int
     sample_rate: int
     num_clips: int
+    clip_ids: tuple[str, ...] | None = None  # read only these clips of the shards (a selection)
 
 
 def _manifest(data_dir) -> ClipManifest:
@@ -105,28 +107,33 @@ def _manifest(data_dir) -> ClipManifest:
         raise ConfigError(str(exc)) from exc
 
 
-def _plan(data_dir, partition: str) -> _ClipPlan:
+def _plan(data_dir, partition: str | ClipSelection) -> _ClipPlan:
     data_dir = Path(data_dir)
     manifest = _manifest(data_dir)
-    if partition not in PARTITIONS:
+    if not isinstance(partition, ClipSelection) and partition not in PARTITIONS:
         raise ConfigError(f"{data_dir}: unknown partition {partition!r} (expected one of {', '.join(PARTITIONS)})")
-    shards = [s for s in manifest.shards_for(partition) if s.clip_ids]
+    selection = as_selection(partition)
+    wanted = selection.clip_ids
+    shards = [s for p in selection.partitions for s in manifest.shards_for(p)
+              if s.clip_ids and (wanted is None or not wanted.isdisjoint(s.clip_ids))]
     if not shards:
-        raise ConfigError(f"{data_dir}: clip dataset has no clips in partition {partition!r}")
+        raise ConfigError(f"{data_dir}: clip dataset has no clips in partition {selection.name!r}")
     paths = []
     for shard in shards:
         path = data_dir / shard.path
         if not path.is_file():
             raise ConfigError(f"{path}: shard listed in {data_dir / 'clips_manifest.json'} is missing")
         paths.append(str(path))
+    chosen = [c for s in shards for c in s.clip_ids if wanted is None or c in wanted]
     return _ClipPlan(
         data_dir=data_dir,
-        partition=partition,
+        partition=selection.name,
         paths=tuple(paths),
         classes=tuple(manifest.classes),
         face_size=int(manifest.options["face_size"]),
         sample_rate=int(manifest.options["sample_rate"]),
-        num_clips=sum(len(s.clip_ids) for s in shards),
+        num_clips=len(chosen),
+        clip_ids=None if wanted is None else tuple(sorted(chosen)),
     )
 
 
@@ -140,12 +147,15 @@ def class_counts(data_dir, partition: str = "train") -> np.ndarray:
     return np.asarray(_manifest(data_dir).class_counts(partition), np.int64)
 
 
-def iter_clip_records(data_dir, partition: str) -> Iterator[ClipRecord]:
-    """Yield the partition's clips as :class:`ClipRecord` (NumPy, JPEGs encoded), in stored order."""
+def iter_clip_records(data_dir, partition: str | ClipSelection) -> Iterator[ClipRecord]:
+    """Yield the partition's (or selection's) clips as :class:`ClipRecord` (NumPy, JPEGs encoded), in stored order."""
     plan = _plan(data_dir, partition)
+    keep = None if plan.clip_ids is None else set(plan.clip_ids)
     for path in plan.paths:
         for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            yield decode_clip(serialized)
+            record = decode_clip(serialized)
+            if keep is None or record.clip_id in keep:
+                yield record
 
 
 # --- index sampling (pure functions) -----------------------------------------------------
@@ -221,6 +231,8 @@ def scale_audio(audio, mode: str, peak=None):
     """Scale full-scale audio to SoundNet's [-256, 256]: ``"fixed"`` (x 256) or ``"peak"`` (largest |x| -> 256).
 
     ``peak`` is the largest absolute sample of the whole clip (default: of ``audio``).
+    ``"none"`` leaves the decoded [-1, 1] waveform as it is, for models that scale it
+    themselves (:class:`emorec.models.soundnet.WaveformScale`).
 
     >>> scale_audio(tf.constant([0.5, -0.25]), "fixed").numpy().tolist()
     [128.0, -64.0]
@@ -229,6 +241,8 @@ def scale_audio(audio, mode: str, peak=None):
     """
     if mode not in AUDIO_SCALES:
         raise ConfigError(f"unknown audio scaling {mode!r} (expected one of {', '.join(AUDIO_SCALES)})")
+    if mode == "none":
+        return audio
     if mode == "fixed":
         return tf.clip_by_value(audio * SOUNDNET_RANGE, -SOUNDNET_RANGE, SOUNDNET_RANGE)
     peak = tf.reduce_max(tf.abs(audio)) if peak is None else peak
@@ -273,6 +287,9 @@ def _clips(plan: _ClipPlan, training: bool, clip_buffer: int, seed, parallel, de
     else:
         ds = files.flat_map(tf.data.TFRecordDataset)
     ds = ds.map(_parse, num_parallel_calls=parallel, deterministic=deterministic)
+    if plan.clip_ids is not None:
+        keep = tf.constant(plan.clip_ids)
+        ds = ds.filter(lambda clip: tf.reduce_any(tf.equal(clip["clip_id"], keep)))
     if training:
         ds = ds.shuffle(clip_buffer, seed=_sub_seed(seed, 1), reshuffle_each_iteration=True)
     return ds
@@ -309,7 +326,7 @@ def _finish(ds, batch_size, drop_remainder, training):
 
 def frame_dataset(
     data_dir: str | os.PathLike,
-    partition: str,
+    partition: str | ClipSelection,
     *,
     batch_size: int,
     training: bool = False,
@@ -328,7 +345,7 @@ def frame_dataset(
 
     Args:
         data_dir: a clip dataset directory.
-        partition: ``train``, ``dev`` or ``test``.
+        partition: ``train``, ``dev`` or ``test``, or a :class:`~emorec.clips.folds.ClipSelection`.
         batch_size: faces per batch.
         training: shuffle clips and frames.
         augment: random flip, crop and zoom (default ``training``).
@@ -391,7 +408,7 @@ def frame_dataset(
 
 def slice_dataset(
     data_dir: str | os.PathLike,
-    partition: str,
+    partition: str | ClipSelection,
     *,
     batch_size: int,
     slice_frames: int = SLICE_FRAMES,
@@ -410,7 +427,7 @@ def slice_dataset(
 
     Args:
         data_dir: a clip dataset directory.
-        partition: ``train``, ``dev`` or ``test``.
+        partition: ``train``, ``dev`` or ``test``, or a :class:`~emorec.clips.folds.ClipSelection`.
         batch_size: slices per batch.
         slice_frames: frames per slice (16).
         image_size: output side (112).
@@ -491,13 +508,14 @@ def _audio_part(clip, length: int, random_start: bool, scale: str, seed_pair):
 
 def audio_dataset(
     data_dir: str | os.PathLike,
-    partition: str,
+    partition: str | ClipSelection,
     *,
     batch_size: int,
     seconds: float = AUDIO_SECONDS,
     training: bool = False,
     random_start: bool | None = None,
     scale: str = "fixed",
+    require_audio: bool = False,
     clip_buffer: int = 256,
     seed: int | None = None,
     repeat: bool = False,
@@ -509,12 +527,13 @@ def audio_dataset(
 
     Args:
         data_dir: a clip dataset directory.
-        partition: ``train``, ``dev`` or ``test``.
+        partition: ``train``, ``dev`` or ``test``, or a :class:`~emorec.clips.folds.ClipSelection`.
         batch_size: clips per batch.
         seconds: window length (1 s = 22 050 samples).
         training: shuffle clips.
         random_start: a random window instead of the middle one (default ``training``).
-        scale: ``"fixed"`` (x 256) or ``"peak"`` (per clip, largest |sample| -> 256).
+        scale: ``"fixed"`` (x 256), ``"peak"`` (per clip, largest |sample| -> 256) or ``"none"``.
+        require_audio: leave out clips without a sound track (training on sound).
         clip_buffer: clips in the shuffle buffer.
         seed: makes shuffles and windows reproducible.
         repeat: repeat forever.
@@ -538,6 +557,8 @@ def audio_dataset(
     random_start = training if random_start is None else random_start
     deterministic = True if deterministic is None and seed is not None else deterministic
     ds = _clips(plan, training, clip_buffer, seed, num_parallel_calls, deterministic)
+    if require_audio:
+        ds = ds.filter(lambda clip: clip["audio_mask"] > 0)
     if repeat:
         ds = ds.repeat()
 
@@ -562,7 +583,7 @@ def audio_dataset(
 
 def fusion_dataset(
     data_dir: str | os.PathLike,
-    partition: str,
+    partition: str | ClipSelection,
     *,
     batch_size: int,
     num_frames: int = FUSION_FRAMES,
@@ -586,7 +607,7 @@ def fusion_dataset(
 
     Args:
         data_dir: a clip dataset directory.
-        partition: ``train``, ``dev`` or ``test``.
+        partition: ``train``, ``dev`` or ``test``, or a :class:`~emorec.clips.folds.ClipSelection`.
         batch_size: clips per batch.
         num_frames: faces per clip (48).
         num_slices: slices per clip (32).
@@ -594,7 +615,7 @@ def fusion_dataset(
         face_size: side of the faces (default the stored 160).
         slice_size: side of the slices' frames (112).
         audio_seconds: sound window (1 s).
-        audio_scale: ``"fixed"`` or ``"peak"`` (see :func:`scale_audio`).
+        audio_scale: ``"fixed"``, ``"peak"`` or ``"none"`` (see :func:`scale_audio`).
         include: which of ``faces``, ``slices``, ``audio`` to materialise; the
             indices (``frame_index``, ``slice_start``), ``face_found``, ``audio_mask``,
             ``num_frames``, ``label`` and ``clip_id`` are always there.

@@ -1,4 +1,8 @@
-"""``emorec build {recola,manifest,demo} ... OUT``: turn a corpus into an emorec TFRecord dataset.
+"""``emorec build {recola,manifest,demo,afew,clips} ... OUT``: turn a corpus into an emorec TFRecord dataset.
+
+``afew`` and ``clips`` build clip datasets (one record per video clip,
+``clips_manifest.json``; docs/clip_data.md) for the clip classification models
+(Pini et al., ``emotiw*``); the others windowed datasets:
 
 One shard per recording, ``OUT/<partition>/<recording_id>.tfrecord``, each
 written to a temporary name and renamed when complete; ``OUT/manifest.json``
@@ -170,6 +174,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--media-dir", type=Path, default=None,
                       help="where the demo media are written (default OUT/.cache/demo_media/seed<SEED>)")
     demo.add_argument("--seed", type=int, default=0)
+    _add_clip_layouts(sub)
+
+
+def _clip_options() -> argparse.ArgumentParser:
+    """The options of the clip layouts (``afew``, ``clips``)."""
+    from emorec.clips.build import DEFAULT_CLIPS_PER_SHARD
+    from emorec.clips.schema import CLIP_FACE_SIZE, CLIP_SAMPLE_RATE
+
+    clip = argparse.ArgumentParser(add_help=False)
+    clip.add_argument("--face-size", type=int, default=CLIP_FACE_SIZE,
+                      help="face crop side in pixels (default %(default)s, FaceNet's input)")
+    clip.add_argument("--sample-rate", type=int, default=CLIP_SAMPLE_RATE,
+                      help="sound track rate in Hz (default %(default)s, SoundNet's)")
+    clip.add_argument("--clips-per-shard", type=int, default=DEFAULT_CLIPS_PER_SHARD,
+                      help="clips per TFRecord shard (default %(default)s)")
+    clip.add_argument("--face-detect-every", type=int, default=None,
+                      help="run the face detector every K frames, interpolating between (default 5)")
+    clip.add_argument("--skip-bad", action="store_true",
+                      help="list unreadable clips in the manifest and go on, instead of stopping")
+    clip.add_argument("--jobs", type=int, default=1, help="shards built in parallel processes (default 1)")
+    clip.add_argument("--force", action="store_true",
+                      help="delete this dataset's shards and manifest and rebuild everything")
+    clip.add_argument("--cache-dir", type=Path, default=None,
+                      help="face detection cache (default OUT/.cache/faces-native)")
+    clip.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return clip
+
+
+def _add_clip_layouts(sub) -> None:
+    from emorec.cli import _verbosity_options
+
+    parents = [_clip_options(), _verbosity_options()]
+    afew = sub.add_parser("afew", parents=parents,
+                          help="AFEW as distributed: Train_AFEW/<Class>/*.avi, Val_AFEW/<Class>/*.avi, [Test_AFEW/]")
+    afew.add_argument("src", type=Path, help="AFEW folder (Train_AFEW/, Val_AFEW/ or Train/, Val/; optional Test_AFEW/)")
+    afew.add_argument("out", type=Path)
+    clips = sub.add_parser("clips", parents=parents,
+                           help="labelled clips listed in a CSV (clip,partition,subject,video,label)")
+    clips.add_argument("csv", type=Path)
+    clips.add_argument("out", type=Path)
+
+
+def run_clip_build(args) -> int:
+    """Build a clip dataset (``afew`` or ``clips`` layout); prints its path and summary."""
+    from emorec.clips.build import (
+        ClipBuildOptions,
+        build_clip_dataset,
+        default_clip_face_config,
+        summarize_clip_dataset,
+    )
+
+    face = default_clip_face_config()
+    if args.face_detect_every is not None:
+        face = dataclasses.replace(face, detect_every=args.face_detect_every)
+    options = ClipBuildOptions(face_size=args.face_size, sample_rate=args.sample_rate,
+                               clips_per_shard=args.clips_per_shard, face=face)
+    if args.layout == "afew":
+        from emorec.corpus.adapters.afew import afew_sources
+
+        sources = afew_sources(args.src)
+    else:
+        from emorec.corpus.adapters.clips_csv import read_clips_csv
+
+        sources = read_clips_csv(args.csv)
+    manifest = build_clip_dataset(sources, args.out, options, args.layout, force=args.force, jobs=args.jobs,
+                                  cache_dir=args.cache_dir, skip_bad=args.skip_bad, progress=progress(args))
+    print(f"clip dataset: {Path(args.out).resolve()}")
+    print(summarize_clip_dataset(manifest))
+    return 0
 
 
 def options_from_args(args):
@@ -222,6 +295,8 @@ def run(args) -> int:
     from emorec.corpus.adapters import subjects_across_partitions
     from emorec.corpus.build import build_dataset, summarize
 
+    if args.layout in ("afew", "clips"):
+        return run_clip_build(args)
     options = options_from_args(args)
     sources, name = sources_from_args(args, options)
     for subject, parts in subjects_across_partitions(sources).items():

@@ -4,7 +4,9 @@
     emorec evaluate RUN_DIR --data DIR --partition test --postprocess apply
 
 See :mod:`emorec.evaluate` for the evaluation window, the post-processing
-modes and what is written.
+modes and what is written. A clip classification run (``emotiw*``) is
+evaluated by :mod:`emorec.clip_evaluate` (Table 2's rows, confusion matrices,
+per-class recall, UAR, a label file; ``evaluate/emotiw2017.yaml``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per chunk in whole-recording mode (state carried over)")
     parser.add_argument("--protocol", type=Path, default=None,
-                        help="protocol YAML (default: the model's task's, evaluate/avec2016.yaml or "
-                             "evaluate/avec2015.yaml for feature_lstm)")
+                        help="protocol YAML (default: the model's task's: evaluate/avec2016.yaml, "
+                             "evaluate/avec2015.yaml for feature_lstm, evaluate/emotiw2017.yaml for emotiw*)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/eval/PARTITION)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -84,13 +86,31 @@ def run(args) -> int:
         EmorecError: the run, dataset or settings are unusable (from
             :func:`emorec.evaluate.evaluate_run`); the CLI exits with status 2.
     """
+    from emorec.clip_evaluate import is_clip_run
     from emorec.commands.build import progress
     from emorec.evaluate import evaluate_run
 
+    if is_clip_run(args.run_dir):
+        return _evaluate_clips(args)
     result = evaluate_run(
         args.run_dir, args.data, args.partition, args.postprocess, out_dir=args.out,
         eval_window=args.eval_window, chunk_frames=args.chunk_frames, protocol=args.protocol,
         plots=not args.no_plots, progress=progress(args),
     )
     print(summary(result))
+    return 0
+
+
+def _evaluate_clips(args) -> int:
+    """A clip classification run: :func:`emorec.clip_evaluate.evaluate_clip_run` and its summary."""
+    from emorec.clip_evaluate import evaluate_clip_run, format_evaluation
+    from emorec.commands.build import progress
+    from emorec.errors import ConfigError
+
+    if args.postprocess != "off" or args.eval_window is not None or args.chunk_frames is not None:
+        raise ConfigError(f"{args.run_dir}: --postprocess, --eval-window and --chunk-frames apply to the "
+                          "frame regression models, not to clip classification runs")
+    result = evaluate_clip_run(args.run_dir, args.data, args.partition, out_dir=args.out, protocol=args.protocol,
+                               plots=not args.no_plots, progress=progress(args))
+    print(format_evaluation(result))
     return 0

@@ -5,6 +5,9 @@
 
 See :mod:`emorec.export` for the layout and :mod:`emorec.export_formats` for the
 ONNX and LiteRT conversions.
+
+Clip classification runs (``emotiw*``) export a clip's faces and sound →
+class probabilities as a SavedModel (:mod:`emorec.clip_export`).
 """
 
 from __future__ import annotations
@@ -45,8 +48,21 @@ def run(args) -> int:
         EmorecError: an unusable run directory, an unknown or unavailable format, or an output
             directory that cannot be written (from :func:`emorec.export.export_run`).
     """
+    from emorec.clip_evaluate import is_clip_run
     from emorec.export import export_run
 
+    if is_clip_run(args.run_dir):
+        from emorec.clip_export import export_clip_run
+        from emorec.errors import ConfigError
+
+        if list(args.formats) != ["savedmodel"] or args.no_streaming:
+            raise ConfigError(f"{args.run_dir}: a clip classification run exports as a SavedModel only "
+                              "(no --format onnx/litert, no --no-streaming)")
+        info = export_clip_run(args.run_dir, args.out_dir)
+        print(f"exported {info['model']} (a clip's faces and sound -> {len(info['classes'])} class "
+              f"probabilities; faces of {info['face_size']} pixels, sound at {info['sample_rate']} Hz) "
+              f"to {args.out_dir}")
+        return 0
     info = export_run(args.run_dir, args.out_dir, streaming=not args.no_streaming, formats=args.formats)
     stream = info["streaming"]
     print(f"exported {info['model']} ({', '.join(info['inputs'])}) to {args.out_dir}"

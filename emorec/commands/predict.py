@@ -7,6 +7,9 @@
     emorec predict export/ talk.wav --out talk.csv --runtime litert --index file-start-end
 
 See :mod:`emorec.predict` for the frame pipeline and the output format.
+With a clip classification export (``emotiw*``), ``emorec predict EXPORT clip.avi``
+prints the clip's class and writes its probabilities (``--out``, default
+``<clip>_emotion.csv``, and the ``.json`` beside it; :mod:`emorec.clip_predict`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def add_arguments(parser) -> None:
     """
     parser.add_argument("export_dir", type=Path, help="directory written by emorec export")
     parser.add_argument("media", type=Path, help="a wav (audio models) or mp4 file")
-    parser.add_argument("--out", type=Path, required=True, help="CSV to write (see --index)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV to write (see --index); required for arousal/valence; clip exports: "
+                             "class, probability (default <clip>_emotion.csv)")
     parser.add_argument("--index", choices=INDEX_CHOICES, default="time",
                         help="time: columns time,arousal,valence (default); file-start-end: "
                              "file,start,end,arousal,valence (seconds; audinterface/audformat convention)")
@@ -67,9 +72,14 @@ def run(args) -> int:
             option (from :func:`emorec.predict.predict_media` and :mod:`emorec.outputs`).
     """
     from emorec.commands.build import progress
+    from emorec.errors import ConfigError
     from emorec.outputs import check_output_file, write_output_file
-    from emorec.predict import predict_media, prediction_table, table_csv_bytes
+    from emorec.predict import predict_media, prediction_table, read_export_info, table_csv_bytes
 
+    if read_export_info(args.export_dir).get("task") == "clip_classification":
+        return _predict_clip(args)
+    if args.out is None:
+        raise ConfigError(f"{args.export_dir}: --out FILE.csv is required for arousal/valence predictions")
     check_output_file(args.out, "the predictions")
     if args.plot is not None:
         check_output_file(args.plot, "the plot")
@@ -86,8 +96,25 @@ def run(args) -> int:
             plot_recording(args.plot, result["times"], result["predictions"],
                            title=f"{args.media.name} ({result['info']['model']})")
         except OSError as exc:
-            from emorec.errors import ConfigError
-
             raise ConfigError(f"{args.plot}: cannot write the plot ({exc.strerror or exc})") from None
     print(f"{len(result['times'])} frames of {args.media} -> {args.out} ({result['runtime']}, {result['mode']})")
+    return 0
+
+
+def _predict_clip(args) -> int:
+    """Classify a clip with a clip export; print its class, write the probabilities (CSV and JSON)."""
+    from emorec.clip_predict import default_output, predict_clip, write_clip_prediction
+    from emorec.commands.build import progress
+    from emorec.errors import ConfigError
+
+    if (args.stream or args.postprocess or args.plot is not None or args.window is not None
+            or args.index != "time" or args.runtime not in (None, "savedmodel")):
+        raise ConfigError(f"{args.export_dir}: --stream, --postprocess, --plot, --window, --index and "
+                          "--runtime onnx/litert apply to arousal/valence exports, not to clip classification")
+    result = predict_clip(args.export_dir, args.media, cache_dir=args.cache_dir, progress=progress(args))
+    csv_path, json_path = write_clip_prediction(result, args.out or default_output(args.media))
+    probability = result["probabilities"][result["class"]]
+    print(f"{args.media}: {result['class']} (probability {probability:.3f}; {result['faces_found']} of "
+          f"{result['frames']} frames with a face{'' if result['has_audio'] else ', no sound track'}) "
+          f"-> {csv_path}, {json_path}")
     return 0

@@ -4,6 +4,9 @@
     emorec train --model e2e_audio --data data/recola --out runs/audio
     emorec train --model e2e_audio --data D --resume --out runs/audio
     emorec train --model e2e_av --data D --strategy mirrored --set data.batch_size=8
+    emorec train --model emotiw --data clips/ --out runs/emotiw          # Pini et al.: all phases
+    emorec train --model emotiw --data clips/ --branches F,C,A --out runs/fusion
+    emorec train --model emotiw_frame --data clips/ --folds 5 --out runs/frame5
 
 Without ``--data`` the run uses the embedded demo corpus (built on first use)
 and merges the YAML's ``demo:`` overrides, then runs the demo flow
@@ -32,6 +35,13 @@ without --data (the demo flow, any model):
      RUN_DIR/reconstructions.png;
   then print where everything is and the dev CCC and RMSE (E_a, E_v, E_av) per dimension.
 with --data: training only (emorec evaluate and emorec export do the rest).
+clip models (emotiw_frame, emotiw_c3d, emotiw_audio, emotiw; docs/emotiw.md): --data is a clip
+dataset (emorec build afew|clips); `--model emotiw` without --branches trains the three branches
+into RUN/frame, RUN/c3d, RUN/audio with their own YAMLs, then the fusion into RUN (--set frame.KEY=V,
+c3d.KEY=V, audio.KEY=V reach the branch phases; --seed, --strategy, --jit every phase; --epochs,
+--steps, --batch-size the model itself); --folds K trains K times on Pini et al.'s folds into
+RUN/fold1..K and writes RUN/folds.json (mean and sd). Without --data: the embedded demo clips,
+all phases, dev evaluation with confusion matrices, export.
 """
 
 logger = logging.getLogger(__name__)
@@ -66,6 +76,10 @@ def add_arguments(parser) -> None:
                         help="the loss (loss.name; feature_lstm: mse, mae, tube, ccc, mse_cov, mse_cc)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting, e.g. --set optimizer.learning_rate=3e-4 (repeatable)")
+    parser.add_argument("--branches", metavar="FRAME_RUN,C3D_RUN,AUDIO_RUN",
+                        help="emotiw: train the fusion on these branch runs (default: train them first)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="clip models: K-fold cross-validation on the validation partition (Pini et al.)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -113,13 +127,23 @@ def train_from_args(args, on_step=None):
         raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     demo = args.data is None
     config_file = args.config or config_path_for(args.model)
-    config = resolve_config(config_file, demo=demo, overrides=args.overrides, flags=_flags(args))
+    clip = _is_clip_model(args.model)
+    if not clip and (args.branches or args.folds):
+        raise ConfigError(f"--branches and --folds apply to the clip models (emotiw*), not to {args.model}")
+    overrides, phase_overrides = list(args.overrides), None
+    if clip:
+        from emorec.emotiw_flow import split_overrides
+
+        overrides, phase_overrides = split_overrides(overrides)
+    config = resolve_config(config_file, demo=demo, overrides=overrides, flags=_flags(args))
     if config.model_name != args.model:
         raise ConfigError(f"{config_file}: model.name is {config.model_name!r} but --model is {args.model!r}")
     from emorec.training.engine import default_run_dir, train
 
     run_dir = args.out or default_run_dir(args.model)
     run_info = {"demo": demo, "config_file": str(config_file), "command": " ".join(sys.argv)}
+    if clip:
+        return _train_clip(args, config, run_dir, demo, phase_overrides, on_step, run_info)
     if demo:
         from emorec.demo_flow import run_demo_flow
 
@@ -129,11 +153,39 @@ def train_from_args(args, on_step=None):
                  on_step=on_step, run_info=run_info)
 
 
+def _is_clip_model(name: str) -> bool:
+    from emorec.models import get_model_spec
+
+    return get_model_spec(name).task == "clip_classification"
+
+
+def _train_clip(args, config, run_dir, demo, phase_overrides, on_step, run_info):
+    """The clip models' flows (:mod:`emorec.emotiw_flow`): one model, all phases, k-fold, or the demo."""
+    from emorec.commands.build import progress
+    from emorec.emotiw_flow import run_clip_demo_flow, train_clip_model
+
+    shared = [f for f in _flags(args) if f[0] in ("training.seed", "training.strategy", "training.jit_compile")]
+    kwargs = dict(resume=args.resume, progress=progress(args), on_step=on_step, run_info=run_info,
+                  phase_overrides=phase_overrides, phase_flags=shared)
+    if demo:
+        if args.branches or args.folds:
+            from emorec.errors import ConfigError
+
+            raise ConfigError("--branches and --folds need --data (the demo flow trains every phase once)")
+        return run_clip_demo_flow(config, run_dir, **kwargs)
+    return train_clip_model(config, args.data, run_dir, branches=args.branches, folds=args.folds, **kwargs)
+
+
 def run(args) -> int:
     """Train; prints where everything is and the best validation score (the demo flow: its summary)."""
     result = train_from_args(args)
     if args.data is None:
         print(result.summary, flush=True)
+        return 0
+    if getattr(result, "summary", None) and getattr(result, "folds", None):
+        from emorec.emotiw_flow import format_folds
+
+        print(f"run directory: {args.out or result.run_dir}\n{format_folds(result.summary)}", flush=True)
         return 0
     best = "n/a" if result.best_score is None else f"{result.best_score:.4f}"
     print(f"run directory: {result.run_dir}\nbest {result.score_name}: {best} (epoch {result.best_epoch})\n"

@@ -31,6 +31,11 @@ is not shipped). ``mean_mode="clip"`` holds a full 16 × 112 × 112 × 3 mean,
 filled from the mean file with :func:`load_c3d_mean_clip` (centre crop rows
 8:120, columns 30:142, as the Keras port's test script crops frames).
 
+``width`` multiplies every filter count (weights load only at 1) and
+``head_padding: same`` lets the head run on the smaller pool5 of frames under
+112 pixels (the demo); trunk convolutions start from He initialisation, the
+paper's rule for layers without pretrained weights.
+
 The clip branch (:func:`build_emotiw_clip_branch`, the paper's "C3D branch"):
 frozen pool5 4 × 4 × 512 → max-pool 2 × 2 stride 2 → conv 256 2 × 2 ("valid":
 2 × 2 → 1 × 1) → batch norm → ReLU → dropout → FC 256 → batch norm → ReLU
@@ -85,6 +90,7 @@ C3D_POOLS = {
 POOL5_PADDINGS = {"keras": ((0, 0), (1, 1), (1, 1)), "caffe": ((0, 0), (0, 1), (0, 1))}
 SPORTS1M_MEAN_BGR = (90.25164677347574, 97.65700354418385, 101.4083346052324)
 MEAN_MODES = ("channel", "clip")
+HEAD_PADDINGS = ("valid", "same")
 # Where the Keras port's test script crops a 112 x 112 clip out of 128 x 171 frames.
 MEAN_CLIP_CROP = (slice(8, 120), slice(30, 142))
 
@@ -152,6 +158,7 @@ def build_c3d(
     frames: int = C3D_FRAMES,
     input_size: int = C3D_INPUT_SIZE,
     pool5_padding: str = "keras",
+    width: float = 1.0,
     name: str = BACKBONE_NAME,
 ) -> keras.Model:
     """Build the C3D trunk up to pool5 (Keras-port layer names).
@@ -161,6 +168,8 @@ def build_c3d(
         input_size: frame side (112).
         pool5_padding: ``"keras"`` (the Keras port's symmetric zero padding,
             default) or ``"caffe"`` (ceil-mode windows), see the module docstring.
+        width: multiplier of every convolution's filter count (1 = C3D; the Sports-1M
+            weights fit only 1); smaller trunks are for training from scratch (the demo).
         name: the model's name.
 
     Returns:
@@ -168,9 +177,12 @@ def build_c3d(
         ``(B, 1, 4, 4, 512)`` for 16 × 112 × 112 clips.
 
     Raises:
-        ConfigError: an unknown ``pool5_padding`` or a clip too small for the four
-            time poolings.
+        ConfigError: an unknown ``pool5_padding``, a width outside (0, 1] or a clip too
+            small for the four time poolings.
     """
+    width = float(width)
+    if not 0.0 < width <= 1.0:
+        raise ConfigError(f"c3d width must be in (0, 1], got {width}")
     if pool5_padding not in POOL5_PADDINGS:
         raise ConfigError(
             f"c3d pool5_padding must be one of {', '.join(POOL5_PADDINGS)}, got {pool5_padding!r}"
@@ -183,7 +195,10 @@ def build_c3d(
     inputs = keras.Input((frames, input_size, input_size, 3), name="clip_normalized")
     x = inputs
     for layer_name, filters in C3D_CONVS:
-        x = keras.layers.Conv3D(filters, 3, padding="same", activation="relu", name=layer_name)(x)
+        filters = max(1, int(round(filters * width)))
+        # He initialisation, as the paper initialises every layer without pretrained weights.
+        x = keras.layers.Conv3D(filters, 3, padding="same", activation="relu",
+                                kernel_initializer=HE_INIT, name=layer_name)(x)
         if layer_name in C3D_POOLS:
             pool_name, size = C3D_POOLS[layer_name]
             if pool_name == "pool5":
@@ -277,11 +292,14 @@ def build_emotiw_clip_branch(
     frames: int = C3D_FRAMES,
     input_size: int = C3D_INPUT_SIZE,
     pool5_padding: str = "keras",
+    width: float = 1.0,
     mean_mode: str = "channel",
     channel_mean=SPORTS1M_MEAN_BGR,
     input_scale: float = 255.0,
     conv_filters: int = 256,
+    head_padding: str = "valid",
     fc_units: int = 256,
+    bn_momentum: float | None = None,
     conv_keep_prob: float = 0.5,
     fc_keep_prob: float = 0.5,
     freeze_backbone: bool = True,
@@ -296,11 +314,15 @@ def build_emotiw_clip_branch(
         frames: clip length (16).
         input_size: face side (112).
         pool5_padding: ``"keras"`` (default) or ``"caffe"``.
+        width: the trunk's filter multiplier (1 = C3D, see :func:`build_c3d`).
         mean_mode: ``"channel"`` (default) or ``"clip"`` (fill with :func:`load_c3d_mean_clip`).
         channel_mean: B, G, R means subtracted (or the clip's starting value).
         input_scale: factor taking faces to 0..255 (255 for [0, 1] faces).
         conv_filters: filters of the trained 2 × 2 conv (256).
+        head_padding: ``"valid"`` (default: pool5's 4 × 4 → 2 × 2 → 1 × 1) or ``"same"`` for the
+            head's max-pool and conv, which also works on the smaller pool5 of frames under 112 pixels.
         fc_units: units of the trained FC layer (256), the branch's features.
+        bn_momentum: momentum of the head's batch norms (None: 0.99; C3D's trunk has none).
         conv_keep_prob: dropout keep probability between the conv and the FC layer.
         fc_keep_prob: dropout keep probability between the FC layer and the softmax.
         freeze_backbone: keep the trunk fixed (the paper trains only the head).
@@ -316,7 +338,15 @@ def build_emotiw_clip_branch(
     num_classes = check_num_classes(num_classes)
     conv_keep_prob = check_keep_prob("conv_keep_prob", conv_keep_prob)
     fc_keep_prob = check_keep_prob("fc_keep_prob", fc_keep_prob)
-    backbone = build_c3d(frames=frames, input_size=input_size, pool5_padding=pool5_padding)
+    if head_padding not in HEAD_PADDINGS:
+        raise ConfigError(f"head_padding must be one of {', '.join(HEAD_PADDINGS)}, got {head_padding!r}")
+    backbone = build_c3d(frames=frames, input_size=input_size, pool5_padding=pool5_padding, width=width)
+    side = int(backbone.output.shape[2])
+    if head_padding == "valid" and side < 4:
+        raise ConfigError(
+            f"frames of {input_size} pixels give a {side} x {side} pool5, smaller than the 4 x 4 the "
+            "head's 2 x 2 pool and 2 x 2 conv need: use 112-pixel frames or head_padding same"
+        )
     if c3d_weights is not None:
         load_c3d_weights(backbone, c3d_weights)
     backbone.trainable = not freeze_backbone
@@ -328,19 +358,19 @@ def build_emotiw_clip_branch(
     t, s, _, c = (int(d) for d in pool5.shape[1:])
     x = keras.layers.Permute((2, 3, 1, 4), name="clip_time_last")(pool5)
     x = keras.layers.Reshape((s, s, t * c), name="clip_pool5_map")(x)
-    x = keras.layers.MaxPooling2D(2, strides=2, name="clip_pool")(x)
+    x = keras.layers.MaxPooling2D(2, strides=2, padding=head_padding, name="clip_pool")(x)
     conv = keras.layers.Conv2D(
         int(conv_filters),
         2,
-        padding="valid",
+        padding=head_padding,
         use_bias=False,
         kernel_initializer=HE_INIT,
         name="clip_conv",
     )
-    x = conv_bn_relu(x, conv, "clip_conv")
+    x = conv_bn_relu(x, conv, "clip_conv", bn_momentum)
     x = keras.layers.Flatten(name="clip_flatten")(x)
     x = dropout(x, conv_keep_prob, "clip_conv_dropout")
-    features = dense_bn_relu(x, int(fc_units), "clip_fc")
+    features = dense_bn_relu(x, int(fc_units), "clip_fc", bn_momentum)
     x = dropout(features, fc_keep_prob, "clip_fc_dropout")
     probs = softmax_classifier(x, num_classes, "clip_softmax")
     return keras.Model({"clip": clip}, {OUTPUT_CLASS: probs, OUTPUT_FEATURES: features}, name=name)

@@ -5,7 +5,10 @@ layers, dropout between fully connected layers with keep probabilities
 between 0.1 and 0.8, and He initialisation [16] for every layer without
 pretrained weights. A layer followed by batch norm has no bias (batch norm's
 beta takes its place). The batch norms of trained layers keep Keras' defaults
-(momentum 0.99, epsilon 1e-3): the paper gives none.
+(momentum 0.99, epsilon 1e-3): the paper gives none. Each builder's
+``bn_momentum`` overrides the momentum of every batch norm it trains (the
+demo's few hundred steps need faster moving averages than 0.99, whose
+statistics would still be mostly their initial values at evaluation).
 
 Every network here returns a dict of outputs: ``emotion_class`` (softmax over
 the classes) and ``features`` (what the fusion network consumes).
@@ -20,6 +23,7 @@ from emorec.errors import ConfigError
 NUM_CLASSES = 7
 EMOTIW_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 HE_INIT = "he_normal"
+BN_MOMENTUM = 0.99  # Keras' default, for the batch norms of trained layers
 OUTPUT_CLASS = "emotion_class"
 OUTPUT_FEATURES = "features"
 
@@ -71,17 +75,27 @@ def dropout(x, keep: float, name: str):
     return keras.layers.Dropout(1.0 - keep, name=name)(x)
 
 
-def conv_bn_relu(x, conv_layer: keras.layers.Layer, name: str):
-    """``conv_layer`` (built without bias) → batch norm → ReLU; layers named ``name_*``."""
+def batch_norm(name: str, momentum: float | None = None, **kwargs) -> keras.layers.BatchNormalization:
+    """A batch norm whose statistics are those of the global batch under tf.distribute (``synchronized``).
+
+    Each replica would otherwise normalise with its own share of the batch, and
+    a run on several replicas would not train the weights one device does.
+    """
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM if momentum is None else momentum,
+                                           synchronized=True, name=name, **kwargs)
+
+
+def conv_bn_relu(x, conv_layer: keras.layers.Layer, name: str, momentum: float | None = None):
+    """``conv_layer`` (built without bias) → batch norm (``momentum``, default 0.99) → ReLU; layers named ``name_*``."""
     x = conv_layer(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn", momentum)(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def dense_bn_relu(x, units: int, name: str):
+def dense_bn_relu(x, units: int, name: str, momentum: float | None = None):
     """Fully connected ``units`` (He init, no bias) → batch norm → ReLU."""
     layer = keras.layers.Dense(units, use_bias=False, kernel_initializer=HE_INIT, name=name)
-    return conv_bn_relu(x, layer, name)
+    return conv_bn_relu(x, layer, name, momentum)
 
 
 def softmax_classifier(x, num_classes: int, name: str):

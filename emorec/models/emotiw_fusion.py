@@ -61,6 +61,7 @@ def build_emotiw_fusion(
     fusion_units: int = 128,
     input_keep_prob: float = 0.8,
     hidden_keep_prob: float = 0.5,
+    bn_momentum: float | None = None,
     name: str = "emotiw_fusion",
 ) -> keras.Model:
     """Build the fusion network on precomputed branch features.
@@ -77,6 +78,7 @@ def build_emotiw_fusion(
         fusion_units: FC units after the concatenation (128).
         input_keep_prob: dropout keep probability of the concatenated vector (0.8).
         hidden_keep_prob: dropout keep probability of the fusion FC (0.5).
+        bn_momentum: momentum of the batch norms (None: Keras' 0.99).
         name: the model's name.
 
     Returns:
@@ -98,12 +100,12 @@ def build_emotiw_fusion(
     audio_in = keras.Input((int(audio_dim),), name=AUDIO_FEATURES)
 
     frame_vlad = NetVLAD(num_clusters, name="frame_netvlad")(frame_in)
-    frame_vec = dense_bn_relu(frame_vlad, int(branch_units), "frame_vlad_fc")
+    frame_vec = dense_bn_relu(frame_vlad, int(branch_units), "frame_vlad_fc", bn_momentum)
     slice_vlad = NetVLAD(num_clusters, name="slice_netvlad")(slice_in)
-    slice_vec = dense_bn_relu(slice_vlad, int(branch_units), "slice_vlad_fc")
+    slice_vec = dense_bn_relu(slice_vlad, int(branch_units), "slice_vlad_fc", bn_momentum)
     joint = keras.layers.Concatenate(name="fusion_concat")([frame_vec, slice_vec, audio_in])
     x = dropout(joint, input_keep_prob, "fusion_input_dropout")
-    hidden = dense_bn_relu(x, int(fusion_units), "fusion_fc")
+    hidden = dense_bn_relu(x, int(fusion_units), "fusion_fc", bn_momentum)
     x = dropout(hidden, hidden_keep_prob, "fusion_fc_dropout")
     probs = softmax_classifier(x, num_classes, "fusion_softmax")
     return keras.Model(

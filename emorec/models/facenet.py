@@ -41,6 +41,14 @@ over all ``n = H·W·3`` values of one image (population std). ``fixed`` is
 facenet's later ``(x - 127.5) / 128`` for models trained with fixed image
 standardisation.
 
+Options beyond the paper, for training without the pretrained weights (the
+demo): ``width`` multiplies every filter count, ``repeats`` sets the number of
+Block35/Block17/Block8 blocks and ``bn_momentum`` the batch norms' momentum;
+the layer names stay those of the Keras conversion (weights load only at width
+1 and the full repeats). Trunk convolutions start from He initialisation (the
+paper's rule for layers without pretrained weights) and the batch norms are
+synchronised across replicas under tf.distribute.
+
 The frame branch (:func:`build_emotiw_frame_branch`, the paper's "CNN
 branch"): frozen backbone map 3 × 3 × 1792 → conv 256 3 × 3 → batch norm → ReLU → dropout → FC 256 →
 batch norm → ReLU (``features``) → dropout → softmax ``num_classes``. The
@@ -50,6 +58,7 @@ turns the 3 × 3 map into one 256-vector, so the FC layer sees 256 inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -62,6 +71,7 @@ from emorec.models.emotiw_common import (
     NUM_CLASSES,
     OUTPUT_CLASS,
     OUTPUT_FEATURES,
+    batch_norm,
     check_keep_prob,
     check_num_classes,
     conv_bn_relu,
@@ -74,10 +84,12 @@ from emorec.models.h5_weights import load_h5_weights_by_name
 FACENET_INPUT_SIZE = 160
 FACENET_MAP_SHAPE = (3, 3, 1792)
 FACENET_BN_MOMENTUM = 0.995
+BLOCK_REPEATS = (5, 10, 5)  # Block35 (Inception-ResNet-A), Block17 (-B), Block8 (-C)
 FACENET_BN_EPSILON = 0.001
 BACKBONE_NAME = "inception_resnet_v1"
 OUTPUT_BLOCKS = ("Block8_5", "Block8_6")
 STANDARDIZATIONS = ("prewhiten", "fixed")
+HEAD_PADDINGS = ("valid", "same")
 # Residual scales of the Inception-ResNet-A, -B and -C blocks (Sandberg's values).
 BLOCK35_SCALE, BLOCK17_SCALE, BLOCK8_SCALE = 0.17, 0.10, 0.20
 
@@ -144,25 +156,34 @@ class FaceNetStandardize(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode, "input_scale": self.input_scale}
 
 
-def _conv_bn(x, filters, kernel_size, name, *, strides=1, padding="same", activation=True):
+def scaled_filters(filters: int, width: float) -> int:
+    """``filters`` times the trunk's ``width`` multiplier, rounded, at least 1.
+
+    >>> scaled_filters(192, 0.125), scaled_filters(80, 1.0), scaled_filters(32, 0.01)
+    (24, 80, 1)
+    """
+    return max(1, int(round(filters * width)))
+
+
+def _scaled_conv_bn(x, filters, kernel_size, name, *, strides=1, padding="same", activation=True,
+                    width=1.0, bn_momentum=FACENET_BN_MOMENTUM):
     """facenet's slim conv: conv (no bias) → batch norm (no scale) → ReLU, Keras-port names."""
+    # He initialisation, as the paper initialises every layer without pretrained weights.
     x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name
+        scaled_filters(filters, width), kernel_size, strides=strides, padding=padding, use_bias=False,
+        kernel_initializer=HE_INIT, name=name,
     )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=FACENET_BN_MOMENTUM,
-        epsilon=FACENET_BN_EPSILON,
-        scale=False,
-        name=f"{name}_BatchNorm",
-    )(x)
+    x = batch_norm(f"{name}_BatchNorm", bn_momentum, epsilon=FACENET_BN_EPSILON, scale=False)(x)
     if activation:
         x = keras.layers.Activation("relu", name=f"{name}_Activation")(x)
     return x
 
 
-def _residual_block(x, block_type: str, index: int, scale: float, activation: bool = True):
+def _residual_block(x, block_type: str, index: int, scale: float, activation: bool = True, width=1.0,
+                    bn_momentum=FACENET_BN_MOMENTUM):
     """One Inception-ResNet block (``Block35``, ``Block17`` or ``Block8``) named ``<type>_<index>``."""
     prefix = f"{block_type}_{index}"
+    _conv_bn = functools.partial(_scaled_conv_bn, width=width, bn_momentum=bn_momentum)
 
     def branch(number, conv_name):
         return f"{prefix}_Branch_{number}_{conv_name}"
@@ -201,6 +222,9 @@ def build_inception_resnet_v1(
     *,
     input_size: int = FACENET_INPUT_SIZE,
     output_block: str = "Block8_5",
+    width: float = 1.0,
+    repeats: tuple[int, int, int] = BLOCK_REPEATS,
+    bn_momentum: float = FACENET_BN_MOMENTUM,
     name: str = BACKBONE_NAME,
 ) -> keras.Model:
     """Build Sandberg's Inception-ResNet-v1 trunk, standardised faces → last Block8 map.
@@ -209,18 +233,35 @@ def build_inception_resnet_v1(
         input_size: side of the square input (160 → a 3 × 3 × 1792 map).
         output_block: ``"Block8_5"`` (the paper's fifth Inception-ResNet-C block,
             default) or ``"Block8_6"`` (the trunk's last block, no ReLU).
+        width: multiplier of every convolution's filter count (1 = FaceNet; the
+            pretrained weights fit only 1). Smaller trunks, with the same layers
+            and names, are for training from scratch on small data (the demo).
+        repeats: how many Block35, Block17 and Block8 blocks (FaceNet: 5, 10, 5);
+            ``output_block="Block8_6"`` adds the final Block8 after them, named
+            ``Block8_<repeats[2] + 1>``.
+        bn_momentum: the trunk's batch norm momentum (facenet's 0.995; a trunk
+            trained from scratch for a few epochs needs faster moving averages, e.g. 0.9).
         name: the model's name.
 
     Returns:
-        A functional model ``(B, S, S, 3)`` → ``(B, s, s, 1792)``.
+        A functional model ``(B, S, S, 3)`` → ``(B, s, s, C)``, ``C`` = 1792 at width 1.
 
     Raises:
-        ConfigError: an unknown ``output_block`` or an input too small for the stem.
+        ConfigError: an unknown ``output_block``, a width outside (0, 1], repeats that are
+            not three positive counts, or an input too small for the stem.
     """
     if output_block not in OUTPUT_BLOCKS:
         raise ConfigError(
             f"facenet output_block must be one of {', '.join(OUTPUT_BLOCKS)}, got {output_block!r}"
         )
+    width = float(width)
+    if not 0.0 < width <= 1.0:
+        raise ConfigError(f"facenet width must be in (0, 1], got {width}")
+    repeats = tuple(int(r) for r in repeats)
+    if len(repeats) != 3 or min(repeats) < 1:
+        raise ConfigError(f"facenet repeats must be three positive block counts, got {repeats}")
+    _conv_bn = functools.partial(_scaled_conv_bn, width=width, bn_momentum=bn_momentum)
+    block = functools.partial(_residual_block, width=width, bn_momentum=bn_momentum)
     input_size = int(input_size)
     if input_size < 75:
         raise ConfigError(
@@ -234,8 +275,8 @@ def build_inception_resnet_v1(
     x = _conv_bn(x, 80, 1, "Conv2d_3b_1x1", padding="valid")
     x = _conv_bn(x, 192, 3, "Conv2d_4a_3x3", padding="valid")
     x = _conv_bn(x, 256, 3, "Conv2d_4b_3x3", strides=2, padding="valid")
-    for index in range(1, 6):
-        x = _residual_block(x, "Block35", index, BLOCK35_SCALE)
+    for index in range(1, repeats[0] + 1):
+        x = block(x, "Block35", index, BLOCK35_SCALE)
 
     # Reduction-A.
     b0 = _conv_bn(x, 384, 3, "Mixed_6a_Branch_0_Conv2d_1a_3x3", strides=2, padding="valid")
@@ -244,8 +285,8 @@ def build_inception_resnet_v1(
     b1 = _conv_bn(b1, 256, 3, "Mixed_6a_Branch_1_Conv2d_1a_3x3", strides=2, padding="valid")
     b2 = keras.layers.MaxPooling2D(3, strides=2, name="Mixed_6a_Branch_2_MaxPool_1a_3x3")(x)
     x = keras.layers.Concatenate(name="Mixed_6a")([b0, b1, b2])
-    for index in range(1, 11):
-        x = _residual_block(x, "Block17", index, BLOCK17_SCALE)
+    for index in range(1, repeats[1] + 1):
+        x = block(x, "Block17", index, BLOCK17_SCALE)
 
     # Reduction-B.
     b0 = _conv_bn(x, 256, 1, "Mixed_7a_Branch_0_Conv2d_0a_1x1")
@@ -257,10 +298,10 @@ def build_inception_resnet_v1(
     b2 = _conv_bn(b2, 256, 3, "Mixed_7a_Branch_2_Conv2d_1a_3x3", strides=2, padding="valid")
     b3 = keras.layers.MaxPooling2D(3, strides=2, name="Mixed_7a_Branch_3_MaxPool_1a_3x3")(x)
     x = keras.layers.Concatenate(name="Mixed_7a")([b0, b1, b2, b3])
-    for index in range(1, 6):
-        x = _residual_block(x, "Block8", index, BLOCK8_SCALE)
+    for index in range(1, repeats[2] + 1):
+        x = block(x, "Block8", index, BLOCK8_SCALE)
     if output_block == "Block8_6":
-        x = _residual_block(x, "Block8", 6, 1.0, activation=False)
+        x = block(x, "Block8", repeats[2] + 1, 1.0, activation=False)
     return keras.Model(inputs, x, name=name)
 
 
@@ -306,10 +347,14 @@ def build_emotiw_frame_branch(
     num_classes: int = NUM_CLASSES,
     input_size: int = FACENET_INPUT_SIZE,
     output_block: str = "Block8_5",
+    width: float = 1.0,
+    repeats: tuple[int, int, int] = BLOCK_REPEATS,
+    bn_momentum: float | None = None,
     standardization: str = "prewhiten",
     input_scale: float = 255.0,
     conv_filters: int = 256,
     conv_kernel: int = 3,
+    conv_padding: str = "valid",
     fc_units: int = 256,
     conv_keep_prob: float = 0.5,
     fc_keep_prob: float = 0.5,
@@ -324,10 +369,15 @@ def build_emotiw_frame_branch(
         num_classes: softmax size (7 for AFEW).
         input_size: face side (160 in the paper).
         output_block: ``"Block8_5"`` (paper, default) or ``"Block8_6"``.
+        width: the trunk's filter multiplier (1 = FaceNet, see :func:`build_inception_resnet_v1`).
+        repeats: the trunk's block counts (5, 10, 5).
+        bn_momentum: momentum of every batch norm (None: facenet's 0.995 in the trunk, 0.99 in the head).
         standardization: ``"prewhiten"`` (default) or ``"fixed"``, see the module docstring.
         input_scale: factor taking the input faces to 0..255 (255 for [0, 1] faces).
         conv_filters: filters of the trained conv (256).
         conv_kernel: its kernel side (3; "valid", so the 3 × 3 map becomes 1 × 1).
+        conv_padding: ``"valid"`` (default) or ``"same"``, which keeps the map's size and
+            so also works on the 1 × 1 map of faces smaller than 139 pixels.
         fc_units: units of the trained FC layer (256), the branch's features.
         conv_keep_prob: dropout keep probability between the conv and the FC layer.
         fc_keep_prob: dropout keep probability between the FC layer and the softmax.
@@ -344,7 +394,17 @@ def build_emotiw_frame_branch(
     num_classes = check_num_classes(num_classes)
     conv_keep_prob = check_keep_prob("conv_keep_prob", conv_keep_prob)
     fc_keep_prob = check_keep_prob("fc_keep_prob", fc_keep_prob)
-    backbone = build_inception_resnet_v1(input_size=input_size, output_block=output_block)
+    if conv_padding not in HEAD_PADDINGS:
+        raise ConfigError(f"conv_padding must be one of {', '.join(HEAD_PADDINGS)}, got {conv_padding!r}")
+    backbone = build_inception_resnet_v1(input_size=input_size, output_block=output_block, width=width,
+                                         repeats=repeats,
+                                         bn_momentum=FACENET_BN_MOMENTUM if bn_momentum is None else bn_momentum)
+    side = int(backbone.output.shape[1])
+    if conv_padding == "valid" and side < int(conv_kernel):
+        raise ConfigError(
+            f"faces of {input_size} pixels give a {side} x {side} trunk map, smaller than the "
+            f"{conv_kernel} x {conv_kernel} head conv: use faces of at least 139 pixels or conv_padding same"
+        )
     if facenet_weights is not None:
         load_facenet_weights(backbone, facenet_weights)
     backbone.trainable = not freeze_backbone
@@ -355,15 +415,15 @@ def build_emotiw_frame_branch(
     conv = keras.layers.Conv2D(
         int(conv_filters),
         int(conv_kernel),
-        padding="valid",
+        padding=conv_padding,
         use_bias=False,
         kernel_initializer=HE_INIT,
         name="frame_conv",
     )
-    x = conv_bn_relu(feature_map, conv, "frame_conv")
+    x = conv_bn_relu(feature_map, conv, "frame_conv", bn_momentum)
     x = keras.layers.Flatten(name="frame_flatten")(x)
     x = dropout(x, conv_keep_prob, "frame_conv_dropout")
-    features = dense_bn_relu(x, int(fc_units), "frame_fc")
+    features = dense_bn_relu(x, int(fc_units), "frame_fc", bn_momentum)
     x = dropout(features, fc_keep_prob, "frame_fc_dropout")
     probs = softmax_classifier(x, num_classes, "frame_softmax")
     return keras.Model({"face": face}, {OUTPUT_CLASS: probs, OUTPUT_FEATURES: features}, name=name)

@@ -64,10 +64,12 @@ from keras import ops
 from emorec.errors import ConfigError
 from emorec.models.cell_dropout_lstm import CellDropoutLSTMCell
 from emorec.models.emotiw_common import (
+    BN_MOMENTUM,
     HE_INIT,
     NUM_CLASSES,
     OUTPUT_CLASS,
     OUTPUT_FEATURES,
+    batch_norm,
     check_keep_prob,
     check_num_classes,
     conv_bn_relu,
@@ -149,6 +151,7 @@ def build_soundnet(
     *,
     samples: int = SOUNDNET_SAMPLE_RATE,
     padding: str = "same",
+    bn_momentum: float = 0.99,
     name: str = BACKBONE_NAME,
 ) -> keras.Model:
     """Build SoundNet-8's conv1-conv4 on scaled waveforms.
@@ -156,6 +159,7 @@ def build_soundnet(
     Args:
         samples: input length (22,050 = 1 s).
         padding: ``"same"`` (paper's 22 × 128, default) or ``"torch"`` (SoundNet's, 23 × 128).
+        bn_momentum: the batch norms' momentum when trained (Keras' 0.99).
         name: the model's name.
 
     Returns:
@@ -178,9 +182,10 @@ def build_soundnet(
             kernel,
             strides=stride,
             padding="same" if padding == "same" else "valid",
+            kernel_initializer=HE_INIT,  # the paper's init of layers without pretrained weights
             name=block,
         )(x)
-        x = keras.layers.BatchNormalization(epsilon=SOUNDNET_BN_EPSILON, name=f"{block}_bn")(x)
+        x = batch_norm(f"{block}_bn", bn_momentum, epsilon=SOUNDNET_BN_EPSILON)(x)
         x = keras.layers.ReLU(name=f"{block}_relu")(x)
         if pool:
             x = keras.layers.MaxPooling1D(pool, strides=pool, name=f"pool{block[-1]}")(x)
@@ -317,6 +322,7 @@ def build_emotiw_audio_branch(
     lstm_keep_prob: float = 0.5,
     cell_keep_prob: float = 0.75,
     freeze_backbone: bool = True,
+    bn_momentum: float | None = None,
     name: str = "emotiw_audio",
 ) -> keras.Model:
     """Build Pini et al.'s audio branch on SoundNet.
@@ -337,6 +343,7 @@ def build_emotiw_audio_branch(
             (Zaremba et al.'s non-recurrent dropout).
         cell_keep_prob: keep probability of the LSTM cell update (Semeniuta et al.).
         freeze_backbone: keep SoundNet fixed (the paper trains only the head).
+        bn_momentum: momentum of every batch norm (None: Keras' 0.99).
         name: the model's name.
 
     Returns:
@@ -352,7 +359,8 @@ def build_emotiw_audio_branch(
     cell_keep_prob = check_keep_prob("cell_keep_prob", cell_keep_prob)
     if int(lstm_layers) < 1:
         raise ConfigError(f"lstm_layers must be at least 1, got {lstm_layers}")
-    backbone = build_soundnet(samples=samples, padding=padding)
+    momentum = BN_MOMENTUM if bn_momentum is None else bn_momentum
+    backbone = build_soundnet(samples=samples, padding=padding, bn_momentum=momentum)
     if soundnet_weights is not None:
         load_soundnet_weights(backbone, None if soundnet_weights == "package" else soundnet_weights)
     backbone.trainable = not freeze_backbone
@@ -370,7 +378,7 @@ def build_emotiw_audio_branch(
         kernel_initializer=HE_INIT,
         name="audio_conv",
     )
-    x = conv_bn_relu(x, conv, "audio_conv")
+    x = conv_bn_relu(x, conv, "audio_conv", momentum)
     x = dropout(x, input_keep_prob, "audio_conv_dropout")
     for index in range(1, int(lstm_layers) + 1):
         last = index == int(lstm_layers)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from emorec.errors import ConfigError
 from emorec.tasks.base import Task
+from emorec.tasks.clip_classification import ClipClassificationTask
 from emorec.tasks.feature_regression import FeatureRegressionTask
 from emorec.tasks.frame_regression import FrameRegressionTask
 
-_TASKS: dict[str, Task] = {task.name: task for task in (FrameRegressionTask(), FeatureRegressionTask())}
+_TASKS: dict[str, Task] = {
+    task.name: task for task in (FrameRegressionTask(), FeatureRegressionTask(), ClipClassificationTask())
+}
 
 
 def get_task(name: str) -> Task:

@@ -18,7 +18,7 @@ its own runtime (TensorFlow, ONNX Runtime, the LiteRT interpreter;
 :mod:`emorec.runtimes`) and compared with the Keras model, offline and chunk
 by chunk with the state carried; the largest absolute difference goes into
 ``export.json`` (``formats.<name>.check_max_abs_diff``) and an export above
-1e-4 fails. Everything is written into a temporary folder first and moved
+:data:`emorec.export_formats.CHECK_TOLERANCE` (1e-3) fails. Everything is written into a temporary folder first and moved
 into place at the end, ``export.json`` last, so a failed export leaves the
 previous one as it was.
 

@@ -82,7 +82,11 @@ logger = logging.getLogger(__name__)
 FORMATS = ("savedmodel", "onnx", "litert")
 DEFAULT_FORMATS = ("savedmodel",)
 ONNX_OPSET = 17
-CHECK_TOLERANCE = 1e-4
+# Predictions live in [-1, 1]. The small models agree with Keras to ~1e-6, but
+# ResNet-50's 53 float32 convolutions, fused and ordered differently by each
+# runtime (even TensorFlow's own graph mode), drift by up to ~2e-4 on outputs
+# of unit scale; a wrong conversion is off by ~1e-1.
+CHECK_TOLERANCE = 1e-3
 CHECK_FRAMES = (5, 4)  # the check's chunks: offline on their sum, streaming chunk by chunk
 CHECK_BATCH = 2
 

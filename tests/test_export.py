@@ -36,8 +36,35 @@ def make_run(root, model_config: dict, modalities=("audio",), seed=0, data=None)
     config.save(run_dir, {"data_dir": str(data_dir)})
     keras.utils.set_random_seed(seed)
     model = build_model(model_config["name"], model_config)
+    calibrate_batchnorm(model, seed)
     model.save(run_dir / "best.keras")
     return run_dir, model
+
+
+def calibrate_batchnorm(model, seed=0):
+    """Give every batch norm the statistics of its inputs, as training would.
+
+    Freshly built, a batch norm in inference mode is the identity; through
+    ResNet-50's He-initialised trunk the activations then grow to ~1e5 and
+    saturate the LSTM, so an untrained e2e_av predicts a constant and the
+    exports' numerical checks measure rounding of huge numbers. One forward
+    pass in training mode with momentum 0 sets each layer's moving statistics
+    to its batch statistics.
+    """
+    import keras
+
+    from emorec.export_formats import check_inputs
+
+    norms = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(check_inputs(model, 6, batch=4, seed=seed + 1000), training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
 
 
 def _chunks_through(step, inputs: dict, states, sizes):

@@ -28,6 +28,9 @@ from emorec.runtimes import RUNTIMES, open_runtime  # noqa: E402
 from emorec.streaming import build_streaming  # noqa: E402
 
 TOL = 1e-4
+# ResNet-50's float32 convolutions drift more between runtimes (see CHECK_TOLERANCE).
+RESNET_TOL = CHECK_TOLERANCE
+RESNET_MODELS = ("e2e_video", "e2e_av", "e2e_av_geometric")
 ALL = ["savedmodel", "onnx", "litert"]
 CONVERTED = ["onnx", "litert"]
 
@@ -132,6 +135,7 @@ def test_audiovisual_model_on_real_mp4_every_runtime(av_export, mp4, runtime):
 def _pin_pair(tmp_path, config, modalities, formats, chunks_independent=True):
     """Export ``formats`` of a tiny model, then compare each runtime with Keras on fresh inputs."""
     run_dir, model = make_run(tmp_path, config, modalities=modalities)
+    tol = RESNET_TOL if config["name"] in RESNET_MODELS else TOL
     info = ex.export_run(run_dir, tmp_path / "export", model=model, formats=formats)
     keras_model = ex.inference_model(model)
     twin = build_streaming(keras_model)
@@ -141,18 +145,18 @@ def _pin_pair(tmp_path, config, modalities, formats, chunks_independent=True):
     zeros = np.zeros((2, *info["streaming"]["state_shape"]), np.float32)
     for fmt in formats:
         engine = open_runtime(tmp_path / "export", info, fmt)
-        np.testing.assert_allclose(engine.offline(inputs), want, atol=TOL, rtol=0, err_msg=fmt)
+        np.testing.assert_allclose(engine.offline(inputs), want, atol=tol, rtol=0, err_msg=fmt)
         states, keras_states, parts = zeros, zeros, []
         for lo, hi in ((0, 4), (4, 5), (5, 9)):
             chunk = {k: v[:, lo:hi] for k, v in inputs.items()}
             got, states = engine.step(chunk, states)
             ref = twin({**chunk, "states": keras_states}, training=False)
             keras_states = np.asarray(ref["states"])
-            np.testing.assert_allclose(got, np.asarray(ref["emotion"]), atol=TOL, rtol=0, err_msg=fmt)
-            np.testing.assert_allclose(states, keras_states, atol=TOL, rtol=0, err_msg=fmt)
+            np.testing.assert_allclose(got, np.asarray(ref["emotion"]), atol=tol, rtol=0, err_msg=fmt)
+            np.testing.assert_allclose(states, keras_states, atol=tol, rtol=0, err_msg=fmt)
             parts.append(got)
         if chunks_independent:
-            np.testing.assert_allclose(np.concatenate(parts, axis=1), want, atol=TOL, rtol=0, err_msg=fmt)
+            np.testing.assert_allclose(np.concatenate(parts, axis=1), want, atol=tol, rtol=0, err_msg=fmt)
 
 
 FACE = {"face_size": 32}
@@ -188,8 +192,8 @@ def test_e2e_av_on_real_mp4_every_runtime(tmp_path, mp4):
     for runtime in RUNTIMES:
         offline = pr.predict_media(export_dir, mp4, runtime=runtime, chunk_frames=12)
         streamed = pr.predict_media(export_dir, mp4, runtime=runtime, stream=True, chunk_frames=7)
-        np.testing.assert_allclose(offline["predictions"], want, atol=TOL, rtol=0, err_msg=runtime)
-        np.testing.assert_allclose(streamed["predictions"], want, atol=TOL, rtol=0, err_msg=runtime)
+        np.testing.assert_allclose(offline["predictions"], want, atol=RESNET_TOL, rtol=0, err_msg=runtime)
+        np.testing.assert_allclose(streamed["predictions"], want, atol=RESNET_TOL, rtol=0, err_msg=runtime)
 
 
 def test_formats_are_replaced_not_mixed(tmp_path):

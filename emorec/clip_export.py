@@ -195,7 +195,7 @@ def export_clip_run(run_dir, out_dir, *, model=None, data=None) -> dict:
     from emorec.config import load_run_config
     from emorec.dataset import open_dataset
     from emorec.evaluate import load_best_model
-    from emorec.export import _save_dir, link_or_copy
+    from emorec.export import link_or_copy, write_staged
     from emorec.tasks.clip_classification import branch_of
 
     run, out = RunDir(run_dir), ExportDir(out_dir)
@@ -219,33 +219,38 @@ def export_clip_run(run_dir, out_dir, *, model=None, data=None) -> dict:
         info_branches = {k: str(Path(v).resolve()) for k, v in runs.items()}
     face_size = int(data.face_size)
     module, signatures = clip_serving_module(model, branch, face_size, branch_models, config.model)
-    out.path.mkdir(parents=True, exist_ok=True)
-    _save_dir(module, signatures, out.saved_model)
-    if keras_file is not None and keras_file.is_file():
-        link_or_copy(keras_file, out.keras_model)
-    else:
-        from emorec.training.checkpoint import save_keras_atomic
 
-        save_keras_atomic(model, out.keras_model)
-    info = {
-        "format_version": CLIP_EXPORT_VERSION,
-        "task": "clip_classification",
-        "model": config.model_name,
-        "branch": branch,
-        "run_dir": str(run.path.resolve()),
-        "branches": info_branches,
-        "classes": list(data.classes),
-        "inputs": ["faces", "face_found", "audio", "has_audio"],
-        "face_size": face_size,
-        "faces_input": "float32 (N, S, S, 3) RGB face crops in [0, 1] (uint8 / 255), one clip per call",
-        "sample_rate": int(data.sample_rate),
-        "audio_input": "float32 (M,) mono in [-1, 1]; has_audio 0 when the clip has no sound track",
-        "face_detection": data.options.get("face_detection"),
-        "jpeg_quality": data.options.get("jpeg_quality"),
-        "outputs": list(OUTPUTS),
-        "saved_model": ExportDir.SAVED_MODEL,
-        "keras_model": ExportDir.KERAS_MODEL,
-        "signature": "serving_default",
-    }
-    atomic_write_bytes(out.info, (json.dumps(info, indent=2) + "\n").encode())
-    return info
+    def fill(stage: Path) -> dict:
+        import tensorflow as tf
+
+        tf.saved_model.save(module, str(stage / ExportDir.SAVED_MODEL), signatures=signatures)
+        if keras_file is not None and keras_file.is_file():
+            link_or_copy(keras_file, stage / ExportDir.KERAS_MODEL)
+        else:
+            from emorec.training.checkpoint import save_keras_atomic
+
+            save_keras_atomic(model, stage / ExportDir.KERAS_MODEL)
+        info = {
+            "format_version": CLIP_EXPORT_VERSION,
+            "task": "clip_classification",
+            "model": config.model_name,
+            "branch": branch,
+            "run_dir": str(run.path.resolve()),
+            "branches": info_branches,
+            "classes": list(data.classes),
+            "inputs": ["faces", "face_found", "audio", "has_audio"],
+            "face_size": face_size,
+            "faces_input": "float32 (N, S, S, 3) RGB face crops in [0, 1] (uint8 / 255), one clip per call",
+            "sample_rate": int(data.sample_rate),
+            "audio_input": "float32 (M,) mono in [-1, 1]; has_audio 0 when the clip has no sound track",
+            "face_detection": data.options.get("face_detection"),
+            "jpeg_quality": data.options.get("jpeg_quality"),
+            "outputs": list(OUTPUTS),
+            "saved_model": ExportDir.SAVED_MODEL,
+            "keras_model": ExportDir.KERAS_MODEL,
+            "signature": "serving_default",
+        }
+        atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
+        return info
+
+    return write_staged(out.path, fill)

@@ -338,17 +338,39 @@ def export_run(run_dir, out_dir, *, model=None, keras_file=None, data=None, stre
     from emorec.evaluate import load_best_model
 
     formats = check_formats(formats)
-    run, out = RunDir(run_dir), ExportDir(out_dir)
+    run = RunDir(run_dir)
     config = load_run_config(run.path)
     if model is None:
         model, keras_file = load_best_model(run.path), run.best_model
+    return write_staged(out_dir, lambda stage: _export_into(stage, run, config, model, keras_file, data,
+                                                           streaming, formats))
+
+
+def write_staged(out_dir, fill) -> dict:
+    """Write an export into a staging folder inside ``out_dir``, then swap it in (export.json last).
+
+    Every export (per-frame models here, clip models in :mod:`emorec.clip_export`)
+    goes through this, so a failed one leaves the previous export as it was.
+
+    Args:
+        out_dir: the export directory (created).
+        fill: ``fill(stage) -> info``: writes the export's files and its ``export.json`` into
+            the folder ``stage`` and returns the ``export.json`` dict.
+
+    Returns:
+        What ``fill`` returned.
+
+    Raises:
+        ExportError: ``out_dir`` cannot be written.
+    """
+    out = ExportDir(out_dir)
     try:
         out.path.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".export.", dir=out.path))
     except OSError as exc:
         raise ExportError(f"{out.path}: cannot write the export here ({exc.strerror or exc})") from None
     try:
-        info = _export_into(stage, run, config, model, keras_file, data, streaming, formats)
+        info = fill(stage)
         _install(stage, out)
     except OSError as exc:
         raise ExportError(f"{out.path}: cannot write the export ({exc.strerror or exc})") from None

@@ -364,8 +364,9 @@ def fused_predictor(runs_models, alphas, direction: str, weights, bias):
 def _export(runs, alphas, direction, weights, bias, target: FusionDir, data) -> dict | None:
     """``fused.keras`` and ``export/`` (SavedModel, export.json) of the fused predictor, when every run is whole."""
     from emorec.evaluate import load_best_model
-    from emorec.export import _save_dir, serving_module
+    from emorec.export import serving_module, write_staged
     from emorec.rundir import ExportDir
+    from emorec.schema import feature_set_of
     from emorec.training.checkpoint import save_keras_atomic
 
     if not all(run.whole for run in runs):
@@ -373,18 +374,28 @@ def _export(runs, alphas, direction, weights, bias, target: FusionDir, data) -> 
         return None
     model = fused_predictor([load_best_model(run.run_dir) for run in runs], alphas, direction, weights, bias)
     save_keras_atomic(model, target.fused_model)
-    target.export.mkdir(parents=True, exist_ok=True)
     module, signatures, _, _ = serving_module(model, streaming=False)
     export_dir = ExportDir(target.export)
-    _save_dir(module, signatures, export_dir.saved_model)
     names = [t.name for t in model.inputs]
     info = {"model": "late_fusion", "inputs": names, "outputs": list(DIMENSIONS),
-            "feature_norm": runs[0].feature_norm, "frame_period": FRAME_PERIOD,
+            "modalities": [m for m in ("audio", "video") if m in names],
+            # emorec predict reads this to say that feature sets come from a dataset build, not from media.
+            "feature_sets": {feature_set_of(t.name): int(t.shape[-1]) for t in model.inputs
+                             if feature_set_of(t.name) is not None},
+            "feature_norm": runs[0].feature_norm, "audio_norm": "none", "frame_period": FRAME_PERIOD,
             "label_alignment": data.label_alignment, "saved_model": ExportDir.SAVED_MODEL,
             "offline": {"signature": "serving_default"}, "keras_model": str(target.fused_model),
             "streaming": None, "streaming_unavailable": "late fusion smooths whole recordings (backward in time)",
             "runs": [str(run.run_dir) for run in runs]}
-    atomic_write_bytes(export_dir.info, (json.dumps(info, indent=2) + "\n").encode())
+
+    def fill(stage: Path) -> dict:
+        import tensorflow as tf
+
+        tf.saved_model.save(module, str(stage / ExportDir.SAVED_MODEL), signatures=signatures)
+        atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
+        return info
+
+    write_staged(export_dir.path, fill)
     return {"keras_model": str(target.fused_model), "saved_model": str(export_dir.saved_model)}
 
 

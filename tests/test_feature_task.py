@@ -124,6 +124,15 @@ def test_fusion_weights_and_the_fused_predictor(runs, dataset, tmp_path):
         rows = list(csv.DictReader(handle))
     written = np.array([[float(r["arousal"]), float(r["valence"])] for r in rows])
     np.testing.assert_allclose(got, written, rtol=1e-4, atol=1e-5)
+    # The fused export is an emorec export whose feature sets predict cannot make from media.
+    from emorec.predict import media_frames, read_export_info
+
+    exported = read_export_info(target.export)
+    assert exported["feature_sets"] == {"cues": 3, "other": 3} and exported["modalities"] == []
+    media = tmp_path / "new.wav"
+    media.write_bytes(b"")
+    with pytest.raises(ConfigError, match="reads feature sets"):
+        media_frames(media, exported)
     with pytest.raises(ConfigError, match="at least two runs"):
         fuse_runs([runs["both"].run_dir], dataset, tmp_path / "one", progress=False)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DESCRIPTION = "Score a training run's best model on whole recordings, AVEC 2016 style."
+DESCRIPTION = ("Score a training run's best model: arousal/valence per recording (AVEC 2016 or 2015), "
+               "or one emotion per clip (EmotiW 2017).")
 
 
 def add_arguments(parser) -> None:
@@ -31,7 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--postprocess", choices=POSTPROCESS_MODES, default="off",
                         help="tune (dev: choose and store in RUN_DIR/postprocess.json), apply (stored), off")
     parser.add_argument("--eval-window", default=None,
-                        help="train (the run's window, zero state each; default), whole, or seconds")
+                        help="train (the run's training windows, zero state each), whole, or seconds "
+                             "(default: the protocol's inference.eval_window: train for AVEC 2016, "
+                             "whole for AVEC 2015)")
     parser.add_argument("--chunk-frames", type=int, default=None,
                         help="frames per chunk in whole-recording mode (state carried over)")
     parser.add_argument("--protocol", type=Path, default=None,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DESCRIPTION = "Predict arousal and valence every 40 ms of a new wav or mp4 with an exported model."
+DESCRIPTION = ("Predict arousal and valence every 40 ms of a new wav or mp4, or the emotion of a clip, "
+               "with an exported model.")
 RUNTIME_CHOICES = ("savedmodel", "onnx", "litert")  # emorec.runtimes.RUNTIMES, without importing it
 INDEX_CHOICES = ("time", "file-start-end")  # emorec.predict.INDEX_CHOICES
 WINDOW_CHOICES = ("whole", "train")  # emorec.predict.WINDOW_CHOICES

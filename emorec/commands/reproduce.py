@@ -77,9 +77,9 @@ def run(args) -> int:
             raise ConfigError("emorec reproduce: --data DATASET is needed (or --quick for the demo corpus)")
         from emorec.demo.cache import ensure_demo_dataset
 
+        # Training windows (data.window, data.hop) are cut from the stored ones when read.
         window = (quick.get("overrides") or {}).get("data", {}).get("window", 10.0)
-        hop = (quick.get("overrides") or {}).get("data", {}).get("hop")
-        data_dir = ensure_demo_dataset(window, hop=hop, extract=tuple(quick.get("demo_extract") or ()),
+        data_dir = ensure_demo_dataset(window, extract=tuple(quick.get("demo_extract") or ()),
                                        modalities=(), progress=progress(args))
     else:
         data_dir = args.data

@@ -101,6 +101,12 @@ def pool(stats: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 def scale_of(std: np.ndarray) -> np.ndarray:
     """What the z-score divides by: ``std``, or 1 where a dimension is constant.
 
+    Args:
+        std: per-dimension standard deviations.
+
+    Returns:
+        float64 array of ``std``'s shape: ``std``, with 1 where it is below :data:`MIN_STD`.
+
     >>> scale_of(np.array([2.0, 0.0])).tolist()
     [2.0, 1.0]
     """

@@ -74,6 +74,22 @@ def sequence_sums(y_true, y_pred, mask=None, tube_epsilon=DEFAULT_TUBE, dtype=MO
 
     ``y_true`` and ``y_pred`` are ``(B, T, D)`` (x = prediction), ``mask``
     ``(B, T)`` with 1 = real frame. Padding contributes neither value nor gradient.
+
+    Args:
+        y_true: ``(B, T, D)`` gold values (y).
+        y_pred: ``(B, T, D)`` predictions (x).
+        mask: ``(B, T)``, 1 = a real frame; None = every frame is real.
+        tube_epsilon: half-width of the tube (the ``Σtube`` row sums ``max(|x - y| - ε, 0)``).
+        dtype: precision of the sums.
+
+    Returns:
+        ``(B, 9, D)`` tensor of ``dtype``, the nine sums in the order above.
+
+    >>> import numpy as np
+    >>> y, x = np.array([[[1.0], [5.0]]]), np.array([[[2.0], [9.0]]])
+    >>> s = sequence_sums(y, x, mask=np.array([[1, 0]]))
+    >>> np.asarray(s)[0, :, 0].tolist()
+    [1.0, 2.0, 1.0, 4.0, 1.0, 2.0, 1.0, 1.0, 0.95]
     """
     y = ops.cast(y_true, dtype)
     x = ops.cast(y_pred, dtype)
@@ -91,6 +107,18 @@ def sequence_sums(y_true, y_pred, mask=None, tube_epsilon=DEFAULT_TUBE, dtype=MO
 
 def losses_from_sums(s, name: str, eps=EPS):
     """The loss ``name`` of every sequence (or of the batch) from its sums ``(..., 9, D)``; shape ``(..., D)``.
+
+    Args:
+        s: sums as made by :func:`sequence_sums` (or their sum over rows), ``(..., 9, D)``.
+        name: one of :data:`LOSSES`.
+        eps: added to the denominators of ``ccc`` and ``mse_cc`` (and under the square root of
+            the Pearson correlation).
+
+    Returns:
+        ``(..., D)`` losses; means over ``n = max(count, 1)`` frames, moments biased (1/n).
+
+    Raises:
+        ValueError: an unknown ``name``.
 
     >>> import numpy as np
     >>> y = np.array([[[0.0], [1.0]]]); x = np.array([[[0.0], [2.0]]])
@@ -167,6 +195,24 @@ def zoo_objective(batch, outputs, reduce_fn=global_moments, *, name=_DEFAULT.nam
     (``ccc_arousal``, ``ccc_valence``) for the progress bar and the history.
     ``targets`` (column indices; None = both) leaves a single-target model's
     other column out of the loss and the terms.
+
+    Args:
+        batch: the batch dict: ``labels`` ``(B, T, 2)``, and ``target`` or ``mask`` ``(B, T)``
+            for the scored frames (:func:`emorec.losses.scored_frames`).
+        outputs: the model's outputs; ``emotion`` ``(B, T, 2)``.
+        reduce_fn: makes sums global under tf.distribute
+            (:func:`emorec.losses.global_moments`).
+        name: one of :data:`LOSSES`.
+        reduction: ``sequence`` or ``batch``.
+        tube_epsilon: the tube's half-width.
+        targets: the column indices the loss covers (None: both).
+
+    Returns:
+        ``(loss, terms)``: the float32 scalar loss of :func:`zoo_loss`, and ``{term name: float32
+        scalar}`` with the CCCs under ``stop_gradient``.
+
+    Raises:
+        ValueError: an unknown ``name`` or ``reduction``.
     """
     mask = scored_frames(batch)
     loss = zoo_loss(batch["labels"], outputs["emotion"], mask, name=name, reduction=reduction,
@@ -282,7 +328,19 @@ KERAS_LOSSES = {cls.kind: cls for cls in (MSELoss, MAELoss, TubeLoss, NegCCCLoss
 
 
 def keras_loss(config: ZooLossConfig, targets=None) -> ZooLoss:
-    """The Keras loss object of a ``loss:`` section."""
+    """The Keras loss object of a ``loss:`` section.
+
+    Args:
+        config: the ``loss:`` section (name, reduction, tube epsilon).
+        targets: the column indices the loss covers (None: every column).
+
+    Returns:
+        A new :class:`ZooLoss` subclass instance of :data:`KERAS_LOSSES` for ``config.name``
+        (``TubeLoss`` gets ``config.tube_epsilon``).
+
+    >>> type(keras_loss(ZooLossConfig(name="mse_cov"))).__name__
+    'MSECovLoss'
+    """
     cls = KERAS_LOSSES[config.name]
     kwargs = {"reduction_mode": config.reduction, "targets": targets}
     if config.name == "tube":

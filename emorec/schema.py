@@ -92,6 +92,12 @@ _FEATURE_SET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 def check_feature_set_name(name: str) -> str:
     """``name`` if it can name a feature set (a letter, then letters, digits and ``_``).
 
+    Args:
+        name: the candidate name.
+
+    Returns:
+        ``name`` unchanged.
+
     Raises:
         SchemaError: any other name.
 
@@ -108,6 +114,12 @@ def check_feature_set_name(name: str) -> str:
 def feature_list_name(name: str) -> str:
     """The record's per-frame list holding feature set ``name``.
 
+    Args:
+        name: a feature set name.
+
+    Returns:
+        :data:`FL_FEATURE_PREFIX` followed by ``name``.
+
     >>> feature_list_name("ECG")
     'feature/ECG'
     """
@@ -117,6 +129,12 @@ def feature_list_name(name: str) -> str:
 def feature_key(name: str) -> str:
     """The batch key (and model input name) of feature set ``name``.
 
+    Args:
+        name: a feature set name.
+
+    Returns:
+        :data:`FEATURE_KEY_PREFIX` followed by ``name``.
+
     >>> feature_key("audio_lld")
     'features_audio_lld'
     """
@@ -125,6 +143,12 @@ def feature_key(name: str) -> str:
 
 def feature_set_of(key: str) -> str | None:
     """The feature set a batch key or model input name stands for, or None for any other key.
+
+    Args:
+        key: a batch key or model input name.
+
+    Returns:
+        ``key`` less :data:`FEATURE_KEY_PREFIX` when it starts with it, else None.
 
     >>> feature_set_of("features_ECG"), feature_set_of("audio")
     ('ECG', None)
@@ -230,7 +254,25 @@ def _bytes(values) -> object:
 
 
 def encode_window(window: WindowRecord) -> bytes:
-    """Serialize a window to a ``tf.train.SequenceExample`` byte string."""
+    """Serialize a window to a ``tf.train.SequenceExample`` byte string.
+
+    Args:
+        window: the window to store; checked first (:meth:`WindowRecord.check`).
+
+    Returns:
+        The serialized example (deterministic bytes): the context (schema version, ids,
+        partition, start frame, frame counts, sample rate, frame period, face size, modality
+        flags) and one feature list per frame-wise array present.
+
+    Raises:
+        SchemaError: the window breaks the schema.
+
+    >>> ecg = {"ECG": np.ones((2, 3))}
+    >>> w = WindowRecord("r1", "s1", "train", 4, np.array([1, 0]), features=ecg)
+    >>> back = decode_window(encode_window(w))
+    >>> back.start_frame, back.valid.tolist(), back.features["ECG"].shape, back.audio
+    (4, [1, 0], (2, 3), None)
+    """
     import tensorflow as tf
 
     window.check()
@@ -276,7 +318,18 @@ def encode_window(window: WindowRecord) -> bytes:
 
 
 def decode_window(serialized: bytes) -> WindowRecord:
-    """Parse a serialized window back into NumPy arrays (for tools and tests)."""
+    """Parse a serialized window back into NumPy arrays (for tools and tests).
+
+    Args:
+        serialized: bytes written by :func:`encode_window`.
+
+    Returns:
+        The window, float32 arrays and int64 ``valid``/``face_found``; absent modalities None.
+
+    Raises:
+        SchemaError: another schema version, a frame count that disagrees with the context, or
+            arrays that break the schema.
+    """
     import tensorflow as tf
 
     example = tf.train.SequenceExample.FromString(serialized)
@@ -339,6 +392,17 @@ def parse_spec(
     """Return ``(context_spec, sequence_spec)`` for ``tf.io.parse_single_sequence_example``.
 
     ``features`` maps the feature sets to read to their dimensions.
+
+    Args:
+        has_audio: read the ``audio`` list.
+        has_video: read the ``face``, ``face_found`` and ``landmarks`` lists.
+        has_labels: read the ``arousal`` and ``valence`` lists.
+        features: ``{feature set: dimension}`` to read, or None for none.
+
+    Returns:
+        ``(context_spec, sequence_spec)``: dicts of ``tf.io.FixedLenFeature`` (the context
+        entries other than sample rate, frame period and modality flags) and
+        ``tf.io.FixedLenSequenceFeature``.
     """
     import tensorflow as tf
 
@@ -377,6 +441,16 @@ def parse_window_tensors(
     ``(T,)``, ``landmarks`` ``(T, 5, 2)``, ``labels`` ``(T, 2)`` and
     ``features_<name>`` ``(T, D)`` for each of ``features`` (``{name: D}``).
     JPEGs are not decoded here so that callers can decode only what they use.
+
+    Args:
+        serialized: a scalar string tensor, one record.
+        has_audio: the records hold audio (and it is wanted).
+        has_video: the records hold faces and landmarks (and they are wanted).
+        has_labels: the records hold labels (and they are wanted).
+        features: ``{feature set: dimension}`` to read, or None for none.
+
+    Returns:
+        The dict of tensors described above.
     """
     import tensorflow as tf
 

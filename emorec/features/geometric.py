@@ -111,7 +111,20 @@ NUM_FEATURES = len(FEATURE_NAMES)  # 286
 
 
 def inner_points(landmarks) -> np.ndarray:
-    """The 49 inner points ``(..., 49, 2)`` of 68-point landmarks ``(..., 68, 2)`` (49 pass through)."""
+    """The 49 inner points ``(..., 49, 2)`` of 68-point landmarks ``(..., 68, 2)`` (49 pass through).
+
+    Args:
+        landmarks: ``(..., 68, 2)`` or already ``(..., 49, 2)`` points.
+
+    Returns:
+        float64 ``(..., 49, 2)``, the points of :data:`INNER_POINTS` in that order.
+
+    Raises:
+        ValueError: any other shape.
+
+    >>> inner_points(np.zeros((3, 68, 2))).shape, inner_points(np.zeros((49, 2))).shape
+    ((3, 49, 2), (49, 2))
+    """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape[-2:] == (NUM_POINTS, 2):
         return landmarks
@@ -191,6 +204,21 @@ def canonical_shape(shape) -> np.ndarray:
 
     Stable points' centroid at the origin, eye centres level (same y) with the
     right eye (image left) at smaller x, one unit apart.
+
+    Args:
+        shape: one shape, ``(68, 2)`` or ``(49, 2)`` (:func:`inner_points`).
+
+    Returns:
+        float64 ``(49, 2)``: the shape translated, rotated and scaled (a similarity) into
+        that frame.
+
+    Raises:
+        ValueError: the two eye centres coincide (or are not finite), or a wrong shape.
+
+    >>> c = canonical_shape(np.random.default_rng(0).uniform(0, 100, (68, 2)))
+    >>> right, left = c[19:25].mean(axis=0), c[25:31].mean(axis=0)  # points 36-41 and 42-47
+    >>> (np.round(left - right, 9) + 0.0).tolist()
+    [1.0, 0.0]
     """
     shape = inner_points(shape)
     right, left = _eye_centres(shape)
@@ -265,7 +293,19 @@ def _elevation(start: np.ndarray, end: np.ndarray, outward: float) -> np.ndarray
 
 
 def group_features(aligned: np.ndarray) -> np.ndarray:
-    """The 41 distances and angles (:data:`GROUP_NAMES`) of ``(N, 49, 2)`` aligned shapes."""
+    """The 41 distances and angles (:data:`GROUP_NAMES`) of ``(N, 49, 2)`` aligned shapes.
+
+    Args:
+        aligned: ``(N, 49, 2)`` shapes aligned to the mean shape (:func:`align_to_mean`).
+
+    Returns:
+        ``(N, 41)`` float64, the columns of :data:`GROUP_NAMES`; distances over each shape's own
+        inter-ocular distance, angles in radians.
+
+    >>> shape = canonical_shape(np.random.default_rng(0).uniform(0, 100, (68, 2)))
+    >>> group_features(shape[None]).shape
+    (1, 41)
+    """
     right, left = _eye_centres(aligned)
     iod = np.maximum(_distance(left, right), _EPS)
     columns = []
@@ -328,7 +368,15 @@ def geometric_features(landmarks, found, mean_shape) -> np.ndarray:
 
 
 def save_mean_shape(path, mean_shape) -> None:
-    """Write a mean shape to an ``.npz`` file atomically (stored with the dataset)."""
+    """Write a mean shape to an ``.npz`` file atomically (stored with the dataset).
+
+    Args:
+        path: the ``.npz`` file to write (replaced if it exists).
+        mean_shape: ``(49, 2)`` finite points.
+
+    Raises:
+        ValueError: ``mean_shape`` is not 49 finite ``[x, y]`` points.
+    """
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -341,6 +389,12 @@ def save_mean_shape(path, mean_shape) -> None:
 
 def load_mean_shape(path) -> np.ndarray:
     """Read a mean shape written by :func:`save_mean_shape`.
+
+    Args:
+        path: an ``.npz`` file written by :func:`save_mean_shape`.
+
+    Returns:
+        The float64 ``(49, 2)`` mean shape.
 
     Raises:
         MediaError: a missing, unreadable or foreign file (naming it).

@@ -93,6 +93,17 @@ def classification_objective(batch, outputs, reduce_fn=None):
 
     Reads ``batch["label"]`` ``(B,)`` int and, when present, ``batch["example_weight"]`` ``(B,)``;
     ``reduce_fn`` makes ``(Σ weighted loss, Σ correct, n)`` global (identity when None).
+
+    Args:
+        batch: the batch dict: ``label`` ``(B,)`` class indices, optional ``example_weight``
+            ``(B,)``.
+        outputs: the model's outputs; ``emotion_class`` ``(B, K)`` class probabilities.
+        reduce_fn: makes the four sums global under tf.distribute; None on one device.
+
+    Returns:
+        ``(loss, terms)``: the float32 scalar mean weighted cross-entropy (probabilities floored
+        before the log), and ``{"cross_entropy": unweighted mean, "accuracy": share of argmax
+        hits (no gradient)}``, all means over the (global) batch size.
     """
     import tensorflow as tf
 
@@ -117,6 +128,14 @@ def classification_objective(batch, outputs, reduce_fn=None):
 def confusion_matrix(gold, pred, num_classes: int) -> np.ndarray:
     """Counts ``(K, K)``: row = true class, column = predicted class (unlabelled gold < 0 left out).
 
+    Args:
+        gold: true class indices; negative = unlabelled.
+        pred: predicted class indices, same length.
+        num_classes: ``K``.
+
+    Returns:
+        int64 ``(K, K)`` counts.
+
     >>> confusion_matrix([0, 1, 1, 2], [0, 1, 2, 2], 3).tolist()
     [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
     """
@@ -131,6 +150,12 @@ def confusion_matrix(gold, pred, num_classes: int) -> np.ndarray:
 def per_class_recall(matrix) -> np.ndarray:
     """Recall of each class (NaN where the gold labels have none of it).
 
+    Args:
+        matrix: ``(K, K)`` confusion counts (:func:`confusion_matrix`).
+
+    Returns:
+        float64 ``(K,)``: diagonal over row sums.
+
     >>> per_class_recall([[1, 0], [1, 3]]).tolist()
     [1.0, 0.75]
     """
@@ -143,6 +168,12 @@ def per_class_recall(matrix) -> np.ndarray:
 def accuracy_of(matrix) -> float:
     """Share of correct predictions (NaN for an empty matrix).
 
+    Args:
+        matrix: ``(K, K)`` confusion counts.
+
+    Returns:
+        Trace over total.
+
     >>> accuracy_of([[1, 0], [1, 3]])
     0.8
     """
@@ -153,6 +184,12 @@ def accuracy_of(matrix) -> float:
 
 def unweighted_average_recall(matrix) -> float:
     """Mean recall over the classes present in the gold labels (UAR).
+
+    Args:
+        matrix: ``(K, K)`` confusion counts.
+
+    Returns:
+        The mean of :func:`per_class_recall` over non-NaN classes; NaN if there are none.
 
     >>> unweighted_average_recall([[1, 0], [1, 3]])
     0.875

@@ -175,12 +175,35 @@ class DatasetManifest:
 
 
 def manifest_path(data_dir: str | os.PathLike) -> Path:
-    """Path of the manifest file inside a dataset directory."""
+    """Path of the manifest file inside a dataset directory.
+
+    Args:
+        data_dir: the dataset directory.
+
+    Returns:
+        ``data_dir`` / :data:`MANIFEST_NAME` (not checked to exist).
+
+    >>> manifest_path("data/demo").as_posix()
+    'data/demo/manifest.json'
+    """
     return Path(data_dir) / MANIFEST_NAME
 
 
 def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
-    """Load and check a dataset directory's manifest; errors name the file."""
+    """Load and check a dataset directory's manifest; errors name the file.
+
+    Args:
+        data_dir: the dataset directory.
+
+    Returns:
+        The manifest: options, shards by recording id, feature sets by name, and whether the
+        build completed (``complete`` true and no ``missing`` ids when the file predates them).
+
+    Raises:
+        DatasetError: no manifest file in ``data_dir``.
+        SchemaError: invalid JSON, another schema version, missing or malformed entries, or
+            unknown or no modalities (without feature sets).
+    """
     path = manifest_path(data_dir)
     if not path.is_file():
         raise DatasetError(f"{path}: no dataset manifest here; build one with `emorec build`")
@@ -220,7 +243,15 @@ def read_manifest(data_dir: str | os.PathLike) -> DatasetManifest:
 
 
 def write_manifest(data_dir: str | os.PathLike, manifest: DatasetManifest) -> Path:
-    """Write the manifest atomically (temporary file, then rename)."""
+    """Write the manifest atomically (temporary file, then rename).
+
+    Args:
+        data_dir: the dataset directory (created if missing).
+        manifest: the manifest to store, as JSON (:meth:`DatasetManifest.to_json`).
+
+    Returns:
+        The path written (:func:`manifest_path`).
+    """
     path = manifest_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=False) + "\n"
@@ -229,7 +260,21 @@ def write_manifest(data_dir: str | os.PathLike, manifest: DatasetManifest) -> Pa
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory.
+
+    Readers see the old file or the new one, never a partial one; the new file gets the
+    permissions of :func:`default_file_mode` and is fsynced before the rename.
+
+    Args:
+        path: the file to write (replaced if it exists); its directory must exist.
+        data: the whole content.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     atomic_write_bytes(Path(tmp) / "a.txt", b"abc")
+    ...     file_sha256(Path(tmp) / "a.txt")[:16]
+    'ba7816bf8f01cfea'
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -247,14 +292,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def default_file_mode() -> int:
-    """Permission bits a plain ``open(path, "w")`` would give a new file (0666 minus umask)."""
+    """Permission bits a plain ``open(path, "w")`` would give a new file (0666 minus umask).
+
+    Returns:
+        The mode bits, e.g. ``0o644`` under the usual umask ``022``.
+    """
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
+    """Hex SHA-256 of a file, read in chunks.
+
+    Args:
+        path: the file to hash.
+        chunk: bytes read at a time.
+
+    Returns:
+        The 64-character lowercase hex digest.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

@@ -62,7 +62,11 @@ class ClipProtocol(Section):
 
 
 def default_clip_protocol_path() -> Path:
-    """``evaluate/emotiw2017.yaml`` of the checkout emorec is installed from."""
+    """``evaluate/emotiw2017.yaml`` of the checkout emorec is installed from.
+
+    Returns:
+        The path, next to the ``emorec`` package directory (it may not exist, e.g. in a wheel).
+    """
     import emorec
 
     return Path(emorec.__file__).resolve().parent.parent / "evaluate" / "emotiw2017.yaml"
@@ -70,6 +74,13 @@ def default_clip_protocol_path() -> Path:
 
 def load_clip_protocol(source=None) -> ClipProtocol:
     """A clip protocol from a YAML path, a mapping, a ClipProtocol, or None (``evaluate/emotiw2017.yaml``).
+
+    Args:
+        source: a path to a YAML file, a dict of settings, a :class:`ClipProtocol` (returned as
+            is), or None for the default file (the defaults when that file is absent).
+
+    Returns:
+        The protocol.
 
     Raises:
         ConfigError: a missing or malformed file (naming it).
@@ -90,7 +101,20 @@ def load_clip_protocol(source=None) -> ClipProtocol:
 
 
 def vote_by_clip(clip_ids, probs, keep=None) -> tuple[list[str], np.ndarray]:
-    """Per clip, the share of its (kept) units voting for each class (argmax), like :func:`average_by_clip`."""
+    """Per clip, the share of its (kept) units voting for each class (argmax), like :func:`average_by_clip`.
+
+    Args:
+        clip_ids: the clip of each row.
+        probs: ``(N, K)`` class probabilities.
+        keep: rows that vote (bool ``(N,)``); a clip none of whose rows is kept counts all its rows.
+
+    Returns:
+        ``(clip ids in first-seen order, (C, K) vote shares)``.
+
+    >>> ids, v = vote_by_clip(["a", "a", "a"], [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
+    >>> ids, v.tolist()
+    (['a'], [[0.3333333333333333, 0.6666666666666666]])
+    """
     from emorec.classification import average_by_clip
 
     probs = np.asarray(probs, np.float64)
@@ -100,6 +124,12 @@ def vote_by_clip(clip_ids, probs, keep=None) -> tuple[list[str], np.ndarray]:
 
 def score_units(predictions: dict, classes, aggregation: str = "mean") -> dict:
     """Unit and clip metrics of :meth:`ClipUnits.predict` output.
+
+    Args:
+        predictions: ``{"probs" (N, K), "label" (N,), "clip_id" [N], "keep" (N,)}``.
+        classes: the class names.
+        aggregation: ``mean`` (:func:`~emorec.classification.average_by_clip`) or ``vote``
+            (:func:`vote_by_clip`): how units make a clip prediction.
 
     Returns:
         ``{"unit": metrics or None, "clip": metrics or None, "clip_ids", "clip_probs", "clip_labels"}``
@@ -121,7 +151,20 @@ def score_units(predictions: dict, classes, aggregation: str = "mean") -> dict:
 
 
 def table2_rows(branch: str, unit: dict | None, clip: dict | None) -> list[dict]:
-    """The paper's Table 2 rows of one model: per unit and, for the visual branches, averaged per clip."""
+    """The paper's Table 2 rows of one model: per unit and, for the visual branches, averaged per clip.
+
+    Args:
+        branch: ``frame``, ``c3d``, ``audio`` or ``fusion``.
+        unit: unit metrics (``accuracy`` is read), or None when unlabelled.
+        clip: clip metrics, or None when unlabelled.
+
+    Returns:
+        ``[{"row": name, "accuracy": value or None}]``: two rows for ``frame`` and ``c3d`` (unit,
+        then clip average), one (the clip accuracy) for ``audio`` and ``fusion``.
+
+    >>> [r["row"] for r in table2_rows("c3d", {"accuracy": 0.3}, {"accuracy": 0.4})]
+    ['C3D branch (single slice)', 'C3D branch (average)']
+    """
     def acc(metrics):
         return None if metrics is None else metrics["accuracy"]
 
@@ -135,7 +178,20 @@ def table2_rows(branch: str, unit: dict | None, clip: dict | None) -> list[dict]
 
 
 def confusion_csv_bytes(matrix, classes) -> bytes:
-    """CSV of a confusion matrix: header ``true\\predicted,<classes>``, one row per true class."""
+    """CSV of a confusion matrix: header ``true\\predicted,<classes>``, one row per true class.
+
+    Args:
+        matrix: ``(K, K)`` counts, rows = true class.
+        classes: the ``K`` class names.
+
+    Returns:
+        The UTF-8 CSV text, one line per row, each ending in a newline.
+
+    >>> print(confusion_csv_bytes([[2, 0], [1, 3]], ["Angry", "Happy"]).decode(), end="")
+    true\\predicted,Angry,Happy
+    Angry,2,0
+    Happy,1,3
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["true\\predicted", *classes])
@@ -189,7 +245,29 @@ def _video_names(data, clip_ids) -> list[str]:
 
 def write_clip_outputs(out: EvalDir, data, scored: dict, classes, protocol: ClipProtocol, title: str,
                        unit_label: str | None, plots: bool) -> dict:
-    """Write the CSVs, the label file and the confusion matrices of one model's evaluation; returns their paths."""
+    """Write the CSVs, the label file and the confusion matrices of one model's evaluation; returns their paths.
+
+    Files: ``clip_predictions.csv`` (clip, video, label, predicted class, probabilities),
+    ``predicted_labels.txt`` (``<video> <class>`` lines, sorted), the clip confusion matrix
+    CSV/PNG and, when ``unit_label`` is set, the unit one (``unit_`` prefix); confusion files
+    only when labelled, PNGs only with ``plots``.
+
+    Args:
+        out: the evaluation directory (created if missing).
+        data: the clip dataset (for the clips' video names).
+        scored: :func:`score_units` output.
+        classes: the class names.
+        protocol: the protocol (``confusion_png`` style).
+        title: start of the plots' titles.
+        unit_label: the units' name for the unit plot (``frames``, ``slices``), or None for no
+            unit confusion matrix.
+        plots: draw the confusion PNGs.
+
+    Returns:
+        ``{file kind: path string}``: ``metrics`` (written later by the caller),
+        ``clip_predictions``, ``labels``, ``clip_confusion_csv``/``unit_confusion_csv``, and
+        ``clip_confusion_png``/``unit_confusion_png``/``confusion_png`` as written.
+    """
     out.path.mkdir(parents=True, exist_ok=True)
     ids, probs, labels = scored["clip_ids"], scored["clip_probs"], scored["clip_labels"]
     videos = _video_names(data, ids)
@@ -319,7 +397,14 @@ def _finite(obj):
 
 
 def format_evaluation(result: dict) -> str:
-    """The lines printed after an evaluation: Table 2's rows, UAR, per-class recall, faceless and silent clips."""
+    """The lines printed after an evaluation: Table 2's rows, UAR, per-class recall, faceless and silent clips.
+
+    Args:
+        result: the dict :func:`evaluate_clip_run` returns.
+
+    Returns:
+        The text, lines joined by newlines (no final newline).
+    """
     lines = [f"{result['model']} on {result['partition']} ({result['num_clips']} clips)"]
     if not result["labelled"]:
         lines.append(f"  {result.get('note', 'unlabelled')}")

@@ -158,7 +158,21 @@ def clip_predictor(model, branch: str, branch_models: dict | None = None, fusion
 
 
 def clip_serving_module(model, branch: str, face_size: int, branch_models=None, fusion_config=None):
-    """A ``tf.Module`` holding the model(s) with the ``serving_default`` function; returns ``(module, signatures)``."""
+    """A ``tf.Module`` holding the model(s) with the ``serving_default`` function; returns ``(module, signatures)``.
+
+    Args:
+        model: the run's Keras model.
+        branch: ``frame``, ``c3d``, ``audio`` or ``fusion``.
+        face_size: side of the face crops the signature takes.
+        branch_models: for the fusion, ``{"frame", "c3d", "audio"}`` Keras branch models (kept on
+            the module so they are saved).
+        fusion_config: for the fusion, its model config.
+
+    Returns:
+        ``(module, {"serving_default": concrete function})``; the function takes ``faces`` ``(N,
+        S, S, 3)``, ``face_found`` ``(N,)``, ``audio`` ``(samples,)`` and scalar ``has_audio``
+        (float32) and returns ``probabilities`` ``(K,)`` and int32 ``class_index``.
+    """
     import tensorflow as tf
 
     predict = clip_predictor(model, branch, branch_models, fusion_config)

@@ -104,6 +104,13 @@ class BranchRuns:
 def check_branch_run(run_dir, branch: str) -> Path:
     """The ``best.keras`` of a branch run, checking that the run trained the expected model.
 
+    Args:
+        run_dir: the branch's training run directory.
+        branch: ``frame``, ``c3d`` or ``audio``.
+
+    Returns:
+        The path of the run's ``best.keras``.
+
     Raises:
         ConfigError: no such run or model file, or a run of another model.
     """
@@ -179,6 +186,18 @@ def clips_per_batch(branches: BranchModels, slices: int, budget_bytes: int = 256
     """Clips read at once: as many as keep one batch's float32 slices within ``budget_bytes`` (1 to 16).
 
     At the paper's sizes (32 slices of 16 x 112 x 112 x 3) a clip's slices take 77 MB: 3 clips.
+
+    Args:
+        branches: the branch models (``slice_frames`` and ``slice_size`` are read).
+        slices: slices per clip.
+        budget_bytes: memory allowed for one batch's slices.
+
+    Returns:
+        ``budget_bytes`` over one clip's slice bytes, clipped to ``[1, 16]``.
+
+    >>> from types import SimpleNamespace
+    >>> clips_per_batch(SimpleNamespace(slice_frames=16, slice_size=112), slices=32)
+    3
     """
     per_clip = slices * branches.slice_frames * branches.slice_size ** 2 * 3 * 4
     return max(1, min(16, budget_bytes // max(per_clip, 1)))
@@ -245,7 +264,23 @@ def _cache_key(data, partition: str, branches: BranchModels, frames: int, slices
 
 def cached_clip_features(data, partition: str, branches: BranchModels, frames: int, slices: int, cache_dir,
                          progress: bool = False) -> dict:
-    """:func:`compute_clip_features`, read from ``cache_dir`` when computed before (written there otherwise)."""
+    """:func:`compute_clip_features`, read from ``cache_dir`` when computed before (written there otherwise).
+
+    The cache file is ``<selection name>-<key>.npz``, the key hashing what the features depend
+    on; an unreadable cache file is computed again and replaced.
+
+    Args:
+        data: the clip dataset.
+        partition: the partition whose clips to encode.
+        branches: the branch models.
+        frames: frames sampled per clip (frame branch).
+        slices: slices sampled per clip (C3D branch).
+        cache_dir: the cache directory (created if missing).
+        progress: show a progress bar while computing.
+
+    Returns:
+        The dict of :func:`compute_clip_features` (keys :data:`FEATURE_KEYS`).
+    """
     selection = data.selection(partition)
     path = Path(cache_dir) / f"{selection.name}-{_cache_key(data, partition, branches, frames, slices)}.npz"
     if path.is_file():
@@ -297,7 +332,24 @@ class FusionData:
 
 
 def fusion_data_for(run_dir, data, config, branches, models=None, progress: bool = False):
-    """The :class:`~emorec.clip_features.FusionData` of a fusion run: its branches' features of ``data``."""
+    """The :class:`~emorec.clip_features.FusionData` of a fusion run: its branches' features of ``data``.
+
+    Args:
+        run_dir: the fusion run directory (its ``features`` folder caches the branch features).
+        data: the clip dataset.
+        config: the fusion run's config (``model.frames``, ``model.slices`` and the feature sizes).
+        branches: the branch runs (:class:`BranchRuns`).
+        models: already loaded branch models by branch name (None entries are loaded from the
+            runs).
+        progress: show progress bars while computing features.
+
+    Returns:
+        The :class:`FusionData`; features are computed on first use per partition.
+
+    Raises:
+        ConfigError: a branch run that is missing, of another model, without a best model, or
+            whose feature size differs from the config's.
+    """
     branch_models = BranchModels(branches, models={k: v for k, v in (models or {}).items() if v is not None})
     branch_models.check_dims(config.model, config.source)
     return FusionData(data, branch_models, config.model.frames, config.model.slices, RunDir(run_dir).features,

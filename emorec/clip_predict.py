@@ -33,6 +33,12 @@ from emorec.rundir import ExportDir
 def read_clip_export(export_dir) -> dict:
     """``EXPORT_DIR/export.json`` of a clip export.
 
+    Args:
+        export_dir: the export directory.
+
+    Returns:
+        The parsed ``export.json``.
+
     Raises:
         ConfigError: missing, unreadable, or the export of another task.
     """
@@ -46,6 +52,17 @@ def read_clip_export(export_dir) -> dict:
 
 def clip_inputs(video, info: dict, cache_dir=None, progress: bool = False) -> dict:
     """The signature's inputs for one video: ``faces``, ``face_found``, ``audio``, ``has_audio`` (NumPy).
+
+    Args:
+        video: the video file.
+        info: the export's ``export.json`` (face size, sample rate, JPEG quality, face detection
+            settings, classes).
+        cache_dir: cache for the clip's prepared frames and audio (None: no cache).
+        progress: show progress while preparing the clip.
+
+    Returns:
+        ``faces`` float32 ``(N, S, S, 3)`` in ``[0, 1]``, ``face_found`` float32 ``(N,)``,
+        ``audio`` float32 ``(samples,)`` (empty without sound) and ``has_audio`` float32 scalar.
 
     Raises:
         MediaError: a missing, corrupt or truncated video, or one without a video stream.
@@ -73,7 +90,18 @@ def clip_inputs(video, info: dict, cache_dir=None, progress: bool = False) -> di
 
 
 def run_clip_export(export_dir, inputs: dict) -> np.ndarray:
-    """The export's ``serving_default`` on one clip's inputs; returns the probabilities ``(K,)``."""
+    """The export's ``serving_default`` on one clip's inputs; returns the probabilities ``(K,)``.
+
+    Args:
+        export_dir: the export directory.
+        inputs: the signature's inputs (:func:`clip_inputs`).
+
+    Returns:
+        float64 class probabilities ``(K,)``.
+
+    Raises:
+        ConfigError: the export directory has no SavedModel.
+    """
     import tensorflow as tf
 
     path = ExportDir(export_dir).saved_model
@@ -114,7 +142,16 @@ def predict_clip(export_dir, video, cache_dir=None, progress: bool = False) -> d
 
 
 def write_clip_prediction(result: dict, csv_path) -> tuple[Path, Path]:
-    """Write ``class, probability`` rows to ``csv_path`` and the whole result to the ``.json`` beside it."""
+    """Write ``class, probability`` rows to ``csv_path`` and the whole result to the ``.json`` beside it.
+
+    Args:
+        result: the prediction, with ``probabilities`` ``{class: probability}``; the JSON holds all
+            of it.
+        csv_path: the CSV to write (its folder is created if missing).
+
+    Returns:
+        ``(csv path, json path)``.
+    """
     csv_path = Path(csv_path)
     json_path = csv_path.with_suffix(".json")
     table = io.StringIO()
@@ -129,5 +166,15 @@ def write_clip_prediction(result: dict, csv_path) -> tuple[Path, Path]:
 
 
 def default_output(video) -> Path:
-    """``<clip stem>_emotion.csv`` in the current directory."""
+    """``<clip stem>_emotion.csv`` in the current directory.
+
+    Args:
+        video: the video file.
+
+    Returns:
+        A relative path.
+
+    >>> default_output("clips/000046280.avi").as_posix()
+    '000046280_emotion.csv'
+    """
     return Path(f"{Path(video).stem}_emotion.csv")

@@ -43,7 +43,17 @@ def draw_crop_params(seed, count) -> dict:
 
 
 def identity_params(count) -> dict:
-    """The draws of no augmentation: whole-crop boxes, no flips."""
+    """The draws of no augmentation: whole-crop boxes, no flips.
+
+    Args:
+        count: number of images (int or scalar tensor).
+
+    Returns:
+        ``{"boxes": (count, 4) float32 [0, 0, 1, 1] rows, "flip": (count,) bool False}``.
+
+    >>> {k: v.shape.as_list() for k, v in identity_params(3).items()}
+    {'boxes': [3, 4], 'flip': [3]}
+    """
     return {
         "boxes": tf.tile(tf.constant([[0.0, 0.0, 1.0, 1.0]]), [count, 1]),
         "flip": tf.zeros([count], tf.bool),

@@ -83,7 +83,11 @@ FACE_CACHE_DIR = "faces-native"
 
 
 def default_clip_face_config():
-    """The face tracker's settings for clips: its defaults with a 0.15 margin."""
+    """The face tracker's settings for clips: its defaults with a 0.15 margin.
+
+    Returns:
+        A :class:`emorec.media.faces.FaceConfig` with ``margin`` :data:`CLIP_FACE_MARGIN`.
+    """
     from emorec.media.faces import FaceConfig
 
     return FaceConfig(margin=CLIP_FACE_MARGIN)

@@ -138,17 +138,50 @@ def _plan(data_dir, partition: str | ClipSelection) -> _ClipPlan:
 
 
 def clip_classes(data_dir) -> list[str]:
-    """The dataset's class names, in label-index order."""
+    """The dataset's class names, in label-index order.
+
+    Args:
+        data_dir: the clip dataset directory.
+
+    Returns:
+        The class names of its manifest.
+
+    Raises:
+        ConfigError: no readable clip manifest in ``data_dir``.
+    """
     return list(_manifest(data_dir).classes)
 
 
 def class_counts(data_dir, partition: str = "train") -> np.ndarray:
-    """Labelled clips per class ``(K,)`` int64 in one partition (e.g. for weighted losses)."""
+    """Labelled clips per class ``(K,)`` int64 in one partition (e.g. for weighted losses).
+
+    Args:
+        data_dir: the clip dataset directory.
+        partition: the partition to count.
+
+    Returns:
+        int64 ``(K,)`` counts in class order; unlabelled clips are not counted.
+
+    Raises:
+        ConfigError: no readable clip manifest in ``data_dir``.
+    """
     return np.asarray(_manifest(data_dir).class_counts(partition), np.int64)
 
 
 def iter_clip_records(data_dir, partition: str | ClipSelection) -> Iterator[ClipRecord]:
-    """Yield the partition's (or selection's) clips as :class:`ClipRecord` (NumPy, JPEGs encoded), in stored order."""
+    """Yield the partition's (or selection's) clips as :class:`ClipRecord` (NumPy, JPEGs encoded), in stored order.
+
+    Args:
+        data_dir: the clip dataset directory.
+        partition: a partition name, or a :class:`ClipSelection` (partitions and clip ids).
+
+    Yields:
+        The decoded records of the selected clips.
+
+    Raises:
+        ConfigError: no readable manifest, an unknown partition, no clips selected, or a
+            missing shard file.
+    """
     plan = _plan(data_dir, partition)
     keep = None if plan.clip_ids is None else set(plan.clip_ids)
     for path in plan.paths:
@@ -164,6 +197,13 @@ def iter_clip_records(data_dir, partition: str | ClipSelection) -> Iterator[Clip
 def eval_slice_starts(num_frames, slice_frames: int = SLICE_FRAMES):
     """Starts of the evaluation slices: every ``slice_frames`` from 0, plus one ending at the last frame.
 
+    Args:
+        num_frames: frames in the clip (scalar tensor or int).
+        slice_frames: frames per slice.
+
+    Returns:
+        int32 ``(S,)`` tensor of start frames; ``[0]`` for a clip shorter than a slice.
+
     >>> eval_slice_starts(tf.constant(50)).numpy().tolist()
     [0, 16, 32, 34]
     >>> eval_slice_starts(tf.constant(10)).numpy().tolist()
@@ -177,7 +217,19 @@ def eval_slice_starts(num_frames, slice_frames: int = SLICE_FRAMES):
 
 
 def random_slice_starts(num_frames, seed, slice_frames: int = SLICE_FRAMES):
-    """``ceil(N / slice_frames)`` (at least 1) training slice starts, uniform in ``[0, max(N - L, 0)]``."""
+    """``ceil(N / slice_frames)`` (at least 1) training slice starts, uniform in ``[0, max(N - L, 0)]``.
+
+    Args:
+        num_frames: frames in the clip ``N`` (scalar tensor or int).
+        seed: the stateless random seed, shape ``(2,)``.
+        slice_frames: frames per slice ``L``.
+
+    Returns:
+        int32 ``(ceil(N / L),)`` tensor (length at least 1), the same for the same seed.
+
+    >>> random_slice_starts(tf.constant(50), tf.constant([1, 2])).shape.as_list()
+    [4]
+    """
     n = tf.cast(num_frames, tf.int32)
     count = tf.maximum((n + slice_frames - 1) // slice_frames, 1)
     return tf.random.stateless_uniform(
@@ -187,6 +239,15 @@ def random_slice_starts(num_frames, seed, slice_frames: int = SLICE_FRAMES):
 
 def slice_indices(starts, num_frames, slice_frames: int = SLICE_FRAMES):
     """Frame indices ``(K, L)`` of slices at ``starts``; a clip shorter than L is stretched over L.
+
+    Args:
+        starts: ``(K,)`` slice start frames.
+        num_frames: frames in the clip ``N``.
+        slice_frames: frames per slice ``L``.
+
+    Returns:
+        int32 ``(K, L)``: ``start + 0 .. L-1``, or when ``N < L`` the indices ``floor(j N / L)``
+        for every slice.
 
     >>> slice_indices(tf.constant([2]), tf.constant(20), 4).numpy().tolist()
     [[2, 3, 4, 5]]
@@ -206,6 +267,14 @@ def spread_indices(num_items, count: int, offsets=None):
     ``offsets`` ``u (count,)`` in [0, 1) place each index in its segment
     (default 0.5, the middle); ``N < count`` repeats indices.
 
+    Args:
+        num_items: ``N``, the number of items to pick from (scalar tensor or int).
+        count: how many indices to return.
+        offsets: ``(count,)`` positions in [0, 1) within the segments, or None for 0.5.
+
+    Returns:
+        int32 ``(count,)`` indices, non-decreasing, at most ``N - 1``.
+
     >>> spread_indices(tf.constant(4), 8).numpy().tolist()
     [0, 0, 1, 1, 2, 2, 3, 3]
     >>> spread_indices(tf.constant(100), 4).numpy().tolist()
@@ -219,6 +288,14 @@ def spread_indices(num_items, count: int, offsets=None):
 
 def audio_window(audio, length: int, start):
     """``audio[start : start + length]``, zero-padded at the end to ``length`` samples.
+
+    Args:
+        audio: ``(samples,)`` waveform tensor.
+        length: samples wanted.
+        start: first sample.
+
+    Returns:
+        ``(length,)`` tensor of ``audio``'s dtype.
 
     >>> audio_window(tf.constant([1.0, 2.0, 3.0]), 5, 1).numpy().tolist()
     [2.0, 3.0, 0.0, 0.0, 0.0]

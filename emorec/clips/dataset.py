@@ -166,5 +166,12 @@ class ClipDatasetHandle:
 
 
 def is_clip_dataset(data) -> bool:
-    """True for a :class:`ClipDatasetHandle` (or a handle of the same kind)."""
+    """True for a :class:`ClipDatasetHandle` (or a handle of the same kind).
+
+    Args:
+        data: any object.
+
+    Returns:
+        Whether ``data.kind`` is :data:`KIND` (``"clips"``).
+    """
     return getattr(data, "kind", None) == KIND

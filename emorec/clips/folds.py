@@ -54,6 +54,15 @@ class ClipSelection:
 def as_selection(partition: str | ClipSelection) -> ClipSelection:
     """A stored partition name as the selection of all its clips (a selection is returned as it is).
 
+    Args:
+        partition: a partition name, or a :class:`ClipSelection`.
+
+    Returns:
+        The selection.
+
+    Raises:
+        ConfigError: an unknown partition name.
+
     >>> as_selection("dev")
     ClipSelection(name='dev', partitions=('dev',), clip_ids=None)
     """
@@ -146,10 +155,29 @@ def kfold_partitions(manifest, k: int, seed: int = 0, source: str = "dev",
 
 
 def selected_clips(manifest, selection: ClipSelection) -> list:
-    """The manifest's clips of a selection, in stored order (partition by partition)."""
+    """The manifest's clips of a selection, in stored order (partition by partition).
+
+    Args:
+        manifest: the clip manifest.
+        selection: the partitions and clip ids to keep.
+
+    Returns:
+        The manifest's clip entries in the selection.
+    """
     return [c for p in selection.partitions for c in manifest.clips_for(p) if selection.contains(c.clip_id, p)]
 
 
 def subjects_of(clips: Iterable) -> set[str]:
-    """The known subjects of some clips."""
+    """The known subjects of some clips.
+
+    Args:
+        clips: clip entries (with ``subject_id``).
+
+    Returns:
+        Their non-empty subject ids.
+
+    >>> from types import SimpleNamespace as Clip
+    >>> sorted(subjects_of([Clip(subject_id="s2"), Clip(subject_id=""), Clip(subject_id="s1")]))
+    ['s1', 's2']
+    """
     return {c.subject_id for c in clips if c.subject_id}

@@ -140,7 +140,17 @@ class ClipManifest:
 
 
 def clip_manifest_path(data_dir: str | os.PathLike) -> Path:
-    """Path of the clip manifest inside a dataset directory."""
+    """Path of the clip manifest inside a dataset directory.
+
+    Args:
+        data_dir: the dataset directory.
+
+    Returns:
+        ``data_dir`` / :data:`CLIP_MANIFEST_NAME` (not checked to exist).
+
+    >>> clip_manifest_path("data/afew").as_posix()
+    'data/afew/clips_manifest.json'
+    """
     return Path(data_dir) / CLIP_MANIFEST_NAME
 
 
@@ -187,7 +197,15 @@ def read_clip_manifest(data_dir: str | os.PathLike) -> ClipManifest:
 
 
 def write_clip_manifest(data_dir: str | os.PathLike, manifest: ClipManifest) -> Path:
-    """Write the manifest atomically (temporary file, then rename); returns its path."""
+    """Write the manifest atomically (temporary file, then rename); returns its path.
+
+    Args:
+        data_dir: the dataset directory (created if missing).
+        manifest: the manifest to store, as JSON (``manifest.to_json()``).
+
+    Returns:
+        The path written (:func:`clip_manifest_path`).
+    """
     path = clip_manifest_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(manifest.to_json(), indent=2) + "\n").encode())

@@ -251,7 +251,12 @@ def decode_clip(serialized: bytes) -> ClipRecord:
 
 
 def clip_parse_spec() -> tuple[dict, dict]:
-    """``(context_spec, sequence_spec)`` for ``tf.io.parse_single_sequence_example``."""
+    """``(context_spec, sequence_spec)`` for ``tf.io.parse_single_sequence_example``.
+
+    Returns:
+        Dicts of ``tf.io.FixedLenFeature`` (every context entry, the audio as raw bytes) and of
+        ``tf.io.FixedLenSequenceFeature`` (``face``, ``face_found``, ``landmarks``, ``time``).
+    """
     import tensorflow as tf
 
     context = {
@@ -286,6 +291,12 @@ def parse_clip_tensors(serialized) -> dict:
     ``face (N,)`` JPEG strings, ``face_found (N,)`` int64, ``landmarks
     (N, 5, 2)`` float32, ``time (N,)`` float32. JPEGs are not decoded here, so
     that callers decode only the frames they use.
+
+    Args:
+        serialized: a scalar string tensor, one clip record.
+
+    Returns:
+        The dict of tensors described above.
     """
     import tensorflow as tf
 

@@ -139,7 +139,20 @@ def _feature_options(common: argparse.ArgumentParser) -> None:
 
 
 def feature_options_from_args(args):
-    """:class:`~emorec.features.sets.FeatureOptions` from parsed arguments."""
+    """:class:`~emorec.features.sets.FeatureOptions` from parsed arguments.
+
+    Args:
+        args: the parsed ``build`` arguments (``features``, ``extract``, ``fill``,
+            ``lld_loudness``, ``lld_pitch_window``, ``functionals_window``, ``pca_dims``,
+            ``dlib_model``).
+
+    Returns:
+        The feature options: released sets to read, sets to extract, and their settings.
+
+    Raises:
+        ConfigError: a malformed ``--features`` or ``--extract`` list, an unknown extracted
+            set, or an invalid feature setting.
+    """
     from emorec.features.sets import FeatureOptions, parse_set_list
 
     return FeatureOptions(
@@ -151,7 +164,12 @@ def feature_options_from_args(args):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``build`` options: one sub-command per corpus layout."""
+    """The ``build`` options: one sub-command per corpus layout.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``build`` subcommand; changed in
+            place (sub-commands ``recola``, ``manifest``, ``demo`` and the clip layouts).
+    """
     from emorec.cli import _verbosity_options
 
     common = _common_options()
@@ -217,7 +235,17 @@ def _add_clip_layouts(sub) -> None:
 
 
 def run_clip_build(args) -> int:
-    """Build a clip dataset (``afew`` or ``clips`` layout); prints its path and summary."""
+    """Build a clip dataset (``afew`` or ``clips`` layout); prints its path and summary.
+
+    Args:
+        args: the parsed ``build afew`` or ``build clips`` arguments.
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: unusable sources, output folder or settings.
+    """
     from emorec.clips.build import (
         ClipBuildOptions,
         build_clip_dataset,
@@ -246,7 +274,18 @@ def run_clip_build(args) -> int:
 
 
 def options_from_args(args):
-    """:class:`~emorec.recording.BuildOptions` from parsed arguments."""
+    """:class:`~emorec.recording.BuildOptions` from parsed arguments.
+
+    Args:
+        args: the parsed ``build`` arguments of a recording layout.
+
+    Returns:
+        The build options (windowing, faces, audio, labels, modalities, feature sets).
+
+    Raises:
+        ConfigError: malformed feature set lists or invalid option values (e.g. no
+            modality and no feature set, a face size under 8 pixels).
+    """
     from emorec.media.faces import FaceConfig
     from emorec.recording import BuildOptions
 
@@ -262,7 +301,20 @@ def options_from_args(args):
 
 
 def sources_from_args(args, options) -> tuple[list, str]:
-    """The recordings named on the command line, and the adapter's name."""
+    """The recordings named on the command line, and the adapter's name.
+
+    Args:
+        args: the parsed ``build`` arguments (``recola``, ``manifest`` or ``demo`` layout).
+        options: the build options (:func:`options_from_args`).
+
+    Returns:
+        ``(recording sources, adapter name)``; the ``demo`` layout writes its media first.
+
+    Raises:
+        ConfigError: ``--features`` outside the ``recola`` layout, or a ``demo`` output folder
+            that holds something other than an emorec dataset.
+        EmorecError: unreadable or inconsistent sources (from the adapter).
+    """
     from emorec.corpus.build import check_not_foreign
     from emorec.errors import ConfigError
 
@@ -286,12 +338,34 @@ def sources_from_args(args, options) -> tuple[list, str]:
 
 
 def progress(args) -> bool:
-    """Progress bars unless ``--no-progress`` or ``--quiet``."""
+    """Progress bars unless ``--no-progress`` or ``--quiet``.
+
+    Args:
+        args: parsed arguments (``no_progress`` and ``quiet`` are read when present).
+
+    Returns:
+        Whether to show progress bars.
+
+    >>> import argparse
+    >>> progress(argparse.Namespace(no_progress=False)), progress(argparse.Namespace(quiet=True))
+    (True, False)
+    """
     return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
 
 
 def run(args) -> int:
-    """Build the dataset; prints its path and the summary table."""
+    """Build the dataset; prints its path and the summary table.
+
+    Args:
+        args: the parsed ``build`` arguments (:func:`add_arguments`); ``afew`` and ``clips``
+            go to :func:`run_clip_build`.
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: unusable sources, output folder or settings.
+    """
     from emorec.corpus.adapters import subjects_across_partitions
     from emorec.corpus.build import build_dataset, summarize
 

@@ -57,6 +57,16 @@ PCA_FILE = f"{MODELS_DIR}/video_appearance_pca.npz"
 def parse_set_list(text: str, what: str = "--features") -> tuple[str, ...]:
     """``"a,b"`` -> ``("a", "b")`` (blanks dropped, each name once, in order).
 
+    Args:
+        text: the comma-separated names.
+        what: the option named in error messages.
+
+    Returns:
+        The names, deduplicated in first-seen order.
+
+    Raises:
+        ConfigError: no name, or a name that cannot name a feature set.
+
     >>> parse_set_list("audio_lld, video_geometric,audio_lld")
     ('audio_lld', 'video_geometric')
     """
@@ -187,7 +197,22 @@ class FeatureOptions:
 
 
 def extracted_set_info(name: str, options: FeatureOptions):
-    """The :class:`~emorec.manifest.FeatureSetInfo` of extracted set ``name`` (dimension and column names)."""
+    """The :class:`~emorec.manifest.FeatureSetInfo` of extracted set ``name`` (dimension and column names).
+
+    Args:
+        name: one of :data:`EXTRACTED_SETS`.
+        options: the feature options (``pca_dims`` sizes ``video_appearance``).
+
+    Returns:
+        The info with ``source`` = ``name``, the column names, and the model file stored with
+        the dataset (mean shape, PCA) or None.
+
+    Raises:
+        ConfigError: an unknown set name.
+
+    >>> extracted_set_info("video_geometric", FeatureOptions()).dim
+    286
+    """
     from emorec.manifest import FeatureSetInfo
 
     if name == "audio_lld":

@@ -24,7 +24,11 @@ FUSED/fused.keras + FUSED/export/ (SavedModel; inputs as the runs', outputs arou
 
 
 def add_arguments(parser) -> None:
-    """The ``fuse`` options."""
+    """The ``fuse`` options.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``fuse`` subcommand; changed in place.
+    """
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="training run directories (two or more)")
     parser.add_argument("--data", type=Path, required=True, help="the dataset the runs were trained on")
     parser.add_argument("--out", type=Path, required=True, help="the fusion directory")
@@ -41,7 +45,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    """Fuse; prints the table and where everything is."""
+    """Fuse; prints the table and where everything is.
+
+    Args:
+        args: the parsed ``fuse`` arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: unusable runs, dataset, protocol or settings (from
+            :func:`emorec.fusion.fuse_runs`).
+    """
     from emorec.commands.build import progress
     from emorec.fusion import format_table, fuse_runs
     from emorec.rundir import FusionDir

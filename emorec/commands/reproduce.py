@@ -29,7 +29,12 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    """The ``reproduce`` options."""
+    """The ``reproduce`` options.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``reproduce`` subcommand; changed in
+            place.
+    """
     parser.add_argument("name", help="the grid: reproduce/<name>.yaml (chen_jin)")
     parser.add_argument("--data", type=Path, help="dataset directory (needed unless --quick)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/reproduce-<name>)")
@@ -55,7 +60,19 @@ def _mapping(items) -> dict:
 
 
 def run(args) -> int:
-    """Run the grid; prints where the tables are and the first table."""
+    """Run the grid; prints where the tables are and the first table.
+
+    Args:
+        args: the parsed ``reproduce`` arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit status, 0 (runs that fail are reported in the tables, not raised).
+
+    Raises:
+        ConfigError: ``--jobs`` below 1, no ``--data`` without ``--quick``, or an unknown or
+            malformed grid.
+        EmorecError: an unusable dataset.
+    """
     import time
 
     from emorec.commands.build import progress

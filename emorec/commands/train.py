@@ -48,7 +48,11 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    """The ``train`` options."""
+    """The ``train`` options.
+
+    Args:
+        parser: the :class:`argparse.ArgumentParser` of the ``train`` subcommand; changed in place.
+    """
     from emorec.config import STRATEGIES
 
     parser.add_argument("--model", required=True, help="registered model name (see train/*.yaml)")
@@ -177,7 +181,17 @@ def _train_clip(args, config, run_dir, demo, phase_overrides, on_step, run_info)
 
 
 def run(args) -> int:
-    """Train; prints where everything is and the best validation score (the demo flow: its summary)."""
+    """Train; prints where everything is and the best validation score (the demo flow: its summary).
+
+    Args:
+        args: the parsed ``train`` arguments (:func:`add_arguments`).
+
+    Returns:
+        The exit status, 0 (failures raise instead).
+
+    Raises:
+        EmorecError: unusable settings, dataset or run directory.
+    """
     result = train_from_args(args)
     if args.data is None:
         print(result.summary, flush=True)

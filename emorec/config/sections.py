@@ -35,7 +35,23 @@ CHECKPOINT_POLICIES = ("epoch", "end")
 
 
 def window_seconds(key: str, value):
-    """A positive whole number of 40 ms frames, in seconds."""
+    """A positive whole number of 40 ms frames, in seconds.
+
+    Args:
+        key: the dotted setting name, used in the error message.
+        value: the value to check, as read from YAML or a flag.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        FieldError: not a finite positive number, or not a whole number of
+            :data:`~emorec.schema.FRAME_PERIOD` frames (the config loader reports it as a
+            ConfigError naming the file).
+
+    >>> window_seconds("data.window", 6)
+    6.0
+    """
     value = positive_number(key, value)
     frames = value / FRAME_PERIOD
     if not math.isclose(frames, round(frames), abs_tol=1e-6):

@@ -46,6 +46,13 @@ def _videos(folder: Path) -> list[Path]:
 def partition_folders(root: Path) -> dict[str, Path]:
     """The partition folders present in ``root``: ``{"train": .../Train_AFEW, ...}``.
 
+    Args:
+        root: the AFEW folder; names are matched case-insensitively (:data:`PARTITION_FOLDERS`),
+            hidden entries and files ignored.
+
+    Returns:
+        ``{partition: folder}`` for the partitions found (possibly none).
+
     Raises:
         ConfigError: two folders name the same partition (e.g. ``Train_AFEW`` and ``Train``).
     """

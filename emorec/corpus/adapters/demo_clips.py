@@ -14,7 +14,18 @@ from emorec.corpus.adapters.clips_csv import read_clips_csv
 
 
 def default_clip_media_dir(out_dir, seed: int = 0) -> Path:
-    """Where a demo clip build into ``out_dir`` keeps the demo media by default."""
+    """Where a demo clip build into ``out_dir`` keeps the demo media by default.
+
+    Args:
+        out_dir: the clip dataset's output directory.
+        seed: the demo's random seed.
+
+    Returns:
+        ``out_dir/.cache/demo_clip_media/seed<seed>``.
+
+    >>> default_clip_media_dir("out", 3).as_posix()
+    'out/.cache/demo_clip_media/seed3'
+    """
     return Path(out_dir) / ".cache" / "demo_clip_media" / f"seed{seed}"
 
 

@@ -47,7 +47,19 @@ _AVEC_NAME = re.compile(r"^(train|dev|test)_\d+$")
 
 
 def read_subject_map(path) -> dict[str, tuple[str, str | None]]:
-    """Read a ``recording,subject,partition`` CSV into ``{recording: (subject, partition or None)}``."""
+    """Read a ``recording,subject,partition`` CSV into ``{recording: (subject, partition or None)}``.
+
+    Args:
+        path: the CSV; header ``recording,subject`` and optionally ``partition`` (any case, any
+            column order); blank lines skipped.
+
+    Returns:
+        ``{recording id: (subject, partition or None)}``.
+
+    Raises:
+        ConfigError: no such file, missing columns, a recording listed twice or without subject,
+            a bad recording id, or an unknown partition (naming the file and line).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such subject map")
@@ -101,6 +113,18 @@ def recola_sources(
         modalities: the modalities stored (their files must exist).
         features: released feature folders to attach (``source.features``).
         reads_audio: the audio is read (stored, or by a feature extractor); default: ``audio`` stored.
+
+    Returns:
+        One :class:`RecordingSource` per recording, in name order; test recordings without
+        gold standard are unlabelled.
+
+    Raises:
+        ConfigError: an unknown split, ``paper`` without a subject map or with unmapped
+            recordings, a file name that is not AVEC's under ``avec``, a map that disagrees
+            with the names, or (``paper``) a subject in two partitions.
+        MediaError: no RECOLA folder or recordings, a mapped recording without files, or a
+            missing file of a stored modality.
+        LabelError: a missing gold standard outside the test partition, or an unusable one.
     """
     root = Path(root)
     if split not in SPLITS:

@@ -117,7 +117,14 @@ def _write_manifest(out: Path, manifest: DatasetManifest) -> None:
 
 
 def shard_relpath(source: RecordingSource) -> str:
-    """Path of a recording's shard inside the dataset directory."""
+    """Path of a recording's shard inside the dataset directory.
+
+    Args:
+        source: the recording (its partition and id are read).
+
+    Returns:
+        ``<partition>/<recording id>.tfrecord``, relative, with ``/``.
+    """
     return f"{source.partition}/{source.recording_id}{SHARD_SUFFIX}"
 
 
@@ -159,7 +166,14 @@ def _only_emorec_files(out: Path) -> bool:
 
 
 def check_not_foreign(out: Path) -> None:
-    """Refuse an existing, non-empty folder that is not an emorec dataset (never overwrite user files)."""
+    """Refuse an existing, non-empty folder that is not an emorec dataset (never overwrite user files).
+
+    Args:
+        out: the output directory (a missing one passes).
+
+    Raises:
+        ConfigError: ``out`` holds files other than emorec's and no manifest.
+    """
     if not out.is_dir() or manifest_path(out).is_file() or _only_emorec_files(out):
         return
     raise ConfigError(
@@ -169,7 +183,15 @@ def check_not_foreign(out: Path) -> None:
 
 
 def make_output_dir(out: Path) -> None:
-    """Create ``out`` if needed and check that files can be written there and that it is not foreign."""
+    """Create ``out`` if needed and check that files can be written there and that it is not foreign.
+
+    Args:
+        out: the output directory.
+
+    Raises:
+        ConfigError: it cannot be created or written to, or it is foreign
+            (:func:`check_not_foreign`).
+    """
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test.", suffix=".tmp")
@@ -180,7 +202,23 @@ def make_output_dir(out: Path) -> None:
 
 
 def prepare_output(out: Path, options: dict, force: bool) -> DatasetManifest:
-    """Clean the output directory (the caller holds its lock); return the manifest to resume from."""
+    """Clean the output directory (the caller holds its lock); return the manifest to resume from.
+
+    With ``force``, every emorec file in ``out`` is deleted; otherwise only temporary files left
+    by a killed build are, and the existing manifest (if any) is resumed from.
+
+    Args:
+        out: the output directory.
+        options: the build's options as stored in the manifest.
+        force: start again from nothing.
+
+    Returns:
+        An empty manifest with ``options``, or the existing one to resume.
+
+    Raises:
+        ConfigError: a malformed manifest or one of another schema version, or one built with
+            other options.
+    """
     has_manifest = manifest_path(out).is_file()
     if force:
         for path in _emorec_files(out):
@@ -239,6 +277,17 @@ def build_shard(
 
     ``models`` are the video feature sets' fitted models
     (:class:`~emorec.corpus.features.FeatureModels`), when the build extracts them.
+
+    Args:
+        source: the recording.
+        options: the build options.
+        out: the dataset directory.
+        cache_dir: cache for decoded media and faces, or None.
+        progress: show progress bars.
+        models: the fitted feature models, or None.
+
+    Returns:
+        The shard's manifest entry and its face statistics.
 
     Raises:
         MediaError, LabelError, AlignmentError: the recording cannot be used.
@@ -475,7 +524,15 @@ def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache, 
 
 
 def summarize(manifest: DatasetManifest) -> str:
-    """Per-partition table (recordings, subjects, windows, frames, faces found) and reports."""
+    """Per-partition table (recordings, subjects, windows, frames, faces found) and reports.
+
+    Args:
+        manifest: the dataset's manifest.
+
+    Returns:
+        The text: one row per partition, a line of build options, the feature sets, and the
+        shards' reports other than complete face counts (lines joined by newlines).
+    """
     lines = [
         f"{'partition':<10}{'recordings':>11}{'subjects':>10}{'windows':>9}{'frames':>10}"
         f"{'faces':>8}  labels"

@@ -47,6 +47,13 @@ _AUDIO_BLOCK = 250 * FRAME_SAMPLES
 def discover_released(src, requested: Sequence[str]) -> dict[str, dict[str, Path]]:
     """:func:`emorec.features.arff.discover_feature_sets`, with a hint when a name is one emorec computes.
 
+    Args:
+        src: the corpus folder holding ``features_<name>/`` folders.
+        requested: the feature set names to find.
+
+    Returns:
+        ``{set name: {recording id (file stem): path}}`` in request order.
+
     Raises:
         ConfigError: a requested folder that does not exist (listing those that do).
     """
@@ -162,6 +169,14 @@ def released_set_infos(sources, options: FeatureOptions, label_alignment: str, t
 def check_feature_inputs(sources, options: FeatureOptions, label_alignment: str, tolerance_s: float,
                          root=None) -> dict[str, FeatureSetInfo]:
     """Everything about the feature sets that can be checked before a build writes anything.
+
+    Args:
+        sources: the recordings to build, with released files attached.
+        options: the build's feature options (``extract``, ``released``, ``dlib_model``,
+            ``fill``).
+        label_alignment: how frames meet label times (the features share the labels' grid).
+        tolerance_s: the build's length tolerance.
+        root: the corpus folder, to store the files' paths relative to it.
 
     Returns:
         The released sets' infos (``{}`` when there are none).
@@ -390,6 +405,14 @@ def feature_set_infos(options: FeatureOptions, released: dict[str, FeatureSetInf
 
     An extracted set's ``model`` names its model file with the file's checksum (``path#sha256``), so a
     refitted model is seen as another dataset.
+
+    Args:
+        options: the feature options (``extract`` in order).
+        released: the released sets' infos (:func:`check_feature_inputs`).
+        model_sha: ``{extracted set: hex SHA-256 of its model file}`` for the sets with one.
+
+    Returns:
+        ``{set name: info}``.
     """
     infos = dict(released)
     for name in options.extract:

@@ -179,6 +179,16 @@ def audio_statistics(data: DatasetHandle, partition: str) -> dict[str, tuple[flo
 
     Read from the manifest (the build stores them); for a dataset built before
     that, computed once from the shards and kept on the handle.
+
+    Args:
+        data: the open dataset.
+        partition: the partition.
+
+    Returns:
+        ``{recording id: (mean, std)}`` over every stored sample of each recording.
+
+    Raises:
+        DatasetError: a shard that cannot be read (only when computing).
     """
     stats = {s.recording_id: (s.audio_mean, s.audio_std) for s in data.shards(partition)}
     if all(m is not None and v is not None for m, v in stats.values()):
@@ -489,7 +499,20 @@ def _window_dataset(plan, *, batch_size, frames, augment, repeat, drop_remainder
 
 
 def training_examples(plan: _Plan, frames: int, hop: int | None = None):
-    """The partition's training windows (:class:`emorec.sampling.Examples`) of ``frames`` every ``hop``."""
+    """The partition's training windows (:class:`emorec.sampling.Examples`) of ``frames`` every ``hop``.
+
+    Args:
+        plan: the partition's read plan (frame and stored window counts, stored window and hop).
+        frames: frames per training window.
+        hop: frames between training windows (None: ``frames``).
+
+    Returns:
+        The :class:`~emorec.sampling.Examples` of :func:`emorec.sampling.enumerate_examples`.
+
+    Raises:
+        DatasetError: windows the stored ones cannot give, or a shard whose window count does
+            not match its frames (naming the dataset).
+    """
     from emorec.sampling import enumerate_examples
 
     try:
@@ -499,7 +522,21 @@ def training_examples(plan: _Plan, frames: int, hop: int | None = None):
 
 
 def count_examples(data, partition: str, frames: int, hop: int | None = None) -> int:
-    """How many ``frames``-frame training windows every ``hop`` frames a partition gives."""
+    """How many ``frames``-frame training windows every ``hop`` frames a partition gives.
+
+    Args:
+        data: the dataset directory or an open dataset.
+        partition: the partition.
+        frames: frames per training window.
+        hop: frames between training windows (None: ``frames``).
+
+    Returns:
+        The number of training windows.
+
+    Raises:
+        DatasetError: no readable dataset, no recordings in ``partition``, a missing shard, or
+            windows the stored ones cannot give.
+    """
     data = open_dataset(data)
     return len(training_examples(_plan(data, partition, ()), frames, hop))
 
@@ -658,7 +695,21 @@ def _pad_row(plan: _Plan, frames: int) -> dict:
 
 
 def stream_layout(rows_per_recording, order, batch_size: int):
-    """Lane of each recording (in ``order``) and each lane's end, greedy: next recording -> lane ending first."""
+    """Lane of each recording (in ``order``) and each lane's end, greedy: next recording -> lane ending first.
+
+    Args:
+        rows_per_recording: rows (windows) of each recording, in recording order.
+        order: the recordings' indices in the order they are placed.
+        batch_size: the number of lanes.
+
+    Returns:
+        ``(lane_of, ends)``: int64 ``(len(order),)`` lane of each placed recording, and int64
+        ``(batch_size,)`` rows in each lane.
+
+    >>> lanes, ends = stream_layout([3, 1, 2], tf.constant([0, 1, 2]), 2)
+    >>> lanes.numpy().tolist(), ends.numpy().tolist()
+    ([0, 1, 1], [3, 3])
+    """
     counts = tf.gather(tf.constant(rows_per_recording, tf.int64), order)
     lanes = tf.range(batch_size, dtype=tf.int64)
 
@@ -798,6 +849,13 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Stream mode's order seed of epoch ``epoch`` (0-based): a fixed function of the run seed and the epoch.
 
+    Args:
+        seed: the run's seed.
+        epoch: the epoch, 0-based.
+
+    Returns:
+        A seed in ``[0, 2**31 - 1)``.
+
     >>> epoch_seed(3, 1) == epoch_seed(3, 1) != epoch_seed(3, 2)
     True
     """
@@ -816,7 +874,23 @@ def read_recordings(
     ``feature_norm`` says), and ``labels (N, 2)`` if the partition is
     labelled. ``modalities=()`` reads no modality (feature sets alone).
     Recordings come in recording-id order; a shard whose frames do not match
-    the manifest raises ConfigError naming it.
+    the manifest raises DatasetError naming it.
+
+    Args:
+        data: the dataset directory or an open dataset.
+        partition: the partition to read.
+        modalities: the modalities to read (None: every stored one; ``()``: none).
+        audio_norm: read-time audio standardisation (one of :data:`AUDIO_NORMS`).
+        features: the feature sets to read.
+        feature_norm: how feature sets are normalised (see :mod:`emorec.feature_norm`).
+
+    Yields:
+        ``(recording id, arrays)`` as described above.
+
+    Raises:
+        DatasetError: no recordings in ``partition``, modalities or feature sets the dataset
+            lacks, or a missing, unreadable or mismatching shard.
+        ConfigError: an unknown ``audio_norm`` or ``feature_norm``.
     """
     plan = _plan(open_dataset(data), partition, modalities, audio_norm, features, feature_norm)
     for k, (rid, path, expected) in enumerate(zip(plan.recording_ids, plan.paths, plan.frames)):

@@ -71,7 +71,22 @@ def _metric_lines(label: str, metrics: dict | None) -> list[str]:
 
 def format_summary(run_dir: Path, data_dir: Path, result, metrics: dict, export_dir: Path,
                    pictures: dict, timings: dict, streaming: bool = True) -> str:
-    """The closing report: where everything is, the dev CCC and RMSE per dimension, the time per stage."""
+    """The closing report: where everything is, the dev CCC and RMSE per dimension, the time per stage.
+
+    Args:
+        run_dir: the training run directory.
+        data_dir: the demo dataset directory.
+        result: the training result (``best_model``, ``best_epoch``, ``history``,
+            ``global_step``).
+        metrics: the evaluation's metrics (``out_dir``, ``raw`` and optional ``postprocessed``).
+        export_dir: the export directory.
+        pictures: ``{name: path}`` of the pictures drawn.
+        timings: ``{stage: seconds}`` with ``total``.
+        streaming: the export has a streaming signature.
+
+    Returns:
+        The report, lines joined by newlines.
+    """
     raw = metrics.get("raw") or {}
     eval_dir = Path(metrics["out_dir"])
     best = result.best_model or "none"

@@ -36,13 +36,24 @@ DEMO_SOURCE = "demo"
 
 
 def demo_cache_root() -> Path:
-    """``$EMOREC_CACHE/demo``, else ``~/.cache/emorec/demo``."""
+    """``$EMOREC_CACHE/demo``, else ``~/.cache/emorec/demo``.
+
+    Returns:
+        The folder (``~`` expanded; not created).
+    """
     root = os.environ.get(DEMO_CACHE_ENV)
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "emorec") / "demo"
 
 
 def demo_spec_from_env():
-    """The DemoSpec named by ``$EMOREC_DEMO_SPEC`` (JSON), or None when unset."""
+    """The DemoSpec named by ``$EMOREC_DEMO_SPEC`` (JSON), or None when unset.
+
+    Returns:
+        The :class:`~emorec.demo.DemoSpec`, or None.
+
+    Raises:
+        ConfigError: the variable holds no JSON object of DemoSpec fields.
+    """
     from emorec.demo import DemoSpec
 
     text = os.environ.get(DEMO_SPEC_ENV, "").strip()
@@ -68,7 +79,17 @@ def _demo_tag(spec, seed: int) -> str:
 
 
 def demo_dataset_dir(window: float, *, cache_dir=None, spec=None, seed: int = 0) -> Path:
-    """Where :func:`ensure_demo_dataset` keeps the demo dataset of this window (``<cache>/<window>s[-digest]``)."""
+    """Where :func:`ensure_demo_dataset` keeps the demo dataset of this window (``<cache>/<window>s[-digest]``).
+
+    Args:
+        window: the stored window in seconds.
+        cache_dir: the cache folder (None: :func:`demo_cache_root`).
+        spec: the demo corpus spec (None: ``DemoSpec()``).
+        seed: the corpus seed.
+
+    Returns:
+        The folder; the digest suffix appears only for a non-default spec or seed.
+    """
     from emorec.demo import DemoSpec
 
     root = Path(cache_dir) if cache_dir is not None else demo_cache_root()
@@ -107,7 +128,14 @@ def _demo_media_complete(csv_path: Path) -> bool:
 
 
 def default_demo_jobs(recordings: int) -> int:
-    """Processes for a demo build of ``recordings``: one per core (at most 4), at least two recordings each."""
+    """Processes for a demo build of ``recordings``: one per core (at most 4), at least two recordings each.
+
+    Args:
+        recordings: how many recordings the build writes.
+
+    Returns:
+        ``min(cores, 4, recordings // 2)``, at least 1.
+    """
     # A worker process pays a TensorFlow import (~5 s on 2 cores), which only pays off
     # when it has more than one recording to write or build.
     return max(1, min(os.cpu_count() or 1, 4, recordings // 2))
@@ -144,6 +172,25 @@ def ensure_demo_dataset(
     (:data:`emorec.features.sets.EXTRACTED_SETS`, with the build's default
     settings) and ``modalities`` what media the dataset stores (``()``: the
     feature sets alone); each choice is its own folder.
+
+    Args:
+        window: the stored window in seconds.
+        cache_dir: the cache folder (None: as above).
+        spec: the demo corpus spec.
+        seed: the corpus seed.
+        face_detect_every: run the face detector every this many frames (None: the default).
+        partitions: the partitions to build.
+        jobs: processes for the media and the build.
+        progress: show progress bars.
+        extract: feature sets to compute from the media.
+        modalities: the media stored.
+
+    Returns:
+        The dataset directory.
+
+    Raises:
+        ConfigError: no known partition in ``partitions``, an invalid window or option, or a
+            malformed ``$EMOREC_DEMO_SPEC``.
     """
     from emorec.corpus.adapters.demo import CSV_NAME
     from emorec.corpus.adapters.manifest_csv import read_recordings_csv

@@ -32,13 +32,20 @@ DEMO_CLIP_SPEC_ENV = "EMOREC_DEMO_CLIP_SPEC"
 
 
 def demo_clips_cache_root() -> Path:
-    """``$EMOREC_CACHE/demo_clips``, else ``~/.cache/emorec/demo_clips``."""
+    """``$EMOREC_CACHE/demo_clips``, else ``~/.cache/emorec/demo_clips``.
+
+    Returns:
+        The folder (``~`` expanded; not created).
+    """
     root = os.environ.get(DEMO_CACHE_ENV)
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "emorec") / "demo_clips"
 
 
 def demo_clip_spec_from_env():
     """The ClipSpec named by ``$EMOREC_DEMO_CLIP_SPEC`` (JSON), or None when unset.
+
+    Returns:
+        The :class:`~emorec.demo.clips.ClipSpec`, or None.
 
     Raises:
         ConfigError: the variable holds no JSON object of ClipSpec fields.

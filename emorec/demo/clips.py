@@ -260,7 +260,21 @@ class ClipDynamics:
 
 
 def draw_dynamics(label: str, duration: float, rng: np.random.Generator) -> ClipDynamics:
-    """Draw one clip's intensity, timing and wobble for class ``label``."""
+    """Draw one clip's intensity, timing and wobble for class ``label``.
+
+    Args:
+        label: the clip's class name (``Surprise`` and ``Sad`` get their own timing).
+        duration: the clip's length in seconds.
+        rng: the generator to draw from (the same state draws the same dynamics).
+
+    Returns:
+        The :class:`ClipDynamics`.
+
+    >>> a = draw_dynamics("Happy", 2.0, np.random.default_rng(1))
+    >>> b = draw_dynamics("Happy", 2.0, np.random.default_rng(1))
+    >>> a.onset == b.onset and 0.0 <= a.onset <= 0.4 and 0.75 <= a.intensity <= 1.0
+    True
+    """
     surprise = label == "Surprise"
     return ClipDynamics(
         label=label,

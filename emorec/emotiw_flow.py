@@ -72,7 +72,16 @@ class ClipTrainResult:
 
 
 def with_dataset_classes(config, data):
-    """``config`` with ``model.num_classes`` set to the dataset's when it is null."""
+    """``config`` with ``model.num_classes`` set to the dataset's when it is null.
+
+    Args:
+        config: a run config.
+        data: the clip dataset (``num_classes`` is read).
+
+    Returns:
+        ``config`` itself when its model has no ``num_classes`` setting or a set one, else a copy
+        with the dataset's count.
+    """
     if getattr(config.model, "num_classes", 1) is not None:
         return config
     return config.replace(model=config.model.replace(num_classes=data.num_classes))
@@ -80,6 +89,12 @@ def with_dataset_classes(config, data):
 
 def split_overrides(overrides) -> tuple[list[str], dict[str, list[str]]]:
     """``--set`` values for the model itself, and those prefixed ``frame.``, ``c3d.``, ``audio.`` per phase.
+
+    Args:
+        overrides: ``KEY=VALUE`` strings.
+
+    Returns:
+        ``(own, {"frame": [...], "c3d": [...], "audio": [...]})``, the branch prefix removed.
 
     >>> split_overrides(["training.epochs=3", "frame.model.width=0.5"])
     (['training.epochs=3'], {'frame': ['model.width=0.5'], 'c3d': [], 'audio': []})
@@ -95,7 +110,20 @@ def split_overrides(overrides) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def branch_config(branch: str, *, demo: bool, overrides=(), flags=()):
-    """The training config of one branch phase: ``train/emotiw_<branch>.yaml`` (+ demo section, overrides, flags)."""
+    """The training config of one branch phase: ``train/emotiw_<branch>.yaml`` (+ demo section, overrides, flags).
+
+    Args:
+        branch: ``frame``, ``c3d`` or ``audio``.
+        demo: merge the config's demo section.
+        overrides: ``KEY=VALUE`` settings for the branch.
+        flags: command-line flag settings for the branch.
+
+    Returns:
+        The resolved run config.
+
+    Raises:
+        ConfigError: a missing or malformed config file, or a bad override.
+    """
     from emorec.config import config_path_for, resolve_config
     from emorec.models.emotiw import BRANCH_MODELS
 
@@ -201,6 +229,12 @@ def _train_folds(config, data, run_dir, k: int, **kwargs) -> ClipTrainResult:
 def mean_sd(values) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof 1; 0 for one value) of finite values.
 
+    Args:
+        values: numbers; None and non-finite ones are ignored.
+
+    Returns:
+        ``(mean, sd)``; ``(nan, nan)`` when no value is left.
+
     >>> [round(v, 6) for v in mean_sd([0.5, 0.7])]
     [0.6, 0.141421]
     """
@@ -211,7 +245,17 @@ def mean_sd(values) -> tuple[float, float]:
 
 
 def fold_summary(results, views, run: RunDir) -> dict:
-    """The k-fold record: per fold its run, sizes and best-epoch metrics; mean ± sd of each metric."""
+    """The k-fold record: per fold its run, sizes and best-epoch metrics; mean ± sd of each metric.
+
+    Args:
+        results: each fold's training result (``history``, ``best_epoch``).
+        views: each fold's dataset view (its ``train`` and ``dev`` clips).
+        run: the cross-validation run directory.
+
+    Returns:
+        ``{"folds": [per-fold row], "k": number of folds, "dev_accuracy" / "dev_clip_accuracy" /
+        "dev_clip_uar": {"mean", "sd"}}``.
+    """
     rows = []
     for index, (result, view) in enumerate(zip(results, views), start=1):
         best = next((r for r in result.history if r.get("epoch") == result.best_epoch), {})
@@ -229,7 +273,14 @@ def fold_summary(results, views, run: RunDir) -> dict:
 
 
 def format_folds(summary: dict) -> str:
-    """Lines of a k-fold summary: one per fold and the mean ± sd."""
+    """Lines of a k-fold summary: one per fold and the mean ± sd.
+
+    Args:
+        summary: :func:`fold_summary` output.
+
+    Returns:
+        The text, lines joined by newlines.
+    """
     lines = [f"{summary['k']}-fold cross-validation (train on Train + {summary['k'] - 1} folds of Val)"]
     for row in summary["folds"]:
         lines.append(f"  fold {row['fold']}: best epoch {row['best_epoch']}, validation accuracy "
@@ -243,7 +294,17 @@ def format_folds(summary: dict) -> str:
 
 
 def demo_clip_dataset(progress: bool = True):
-    """The emotiw demo's clip dataset: ``$EMOREC_DEMO_CLIP_SPEC`` or :data:`DEMO_CLIP_SPEC`, built once into the cache."""
+    """The emotiw demo's clip dataset: ``$EMOREC_DEMO_CLIP_SPEC`` or :data:`DEMO_CLIP_SPEC`, built once into the cache.
+
+    Args:
+        progress: show progress bars while building.
+
+    Returns:
+        The dataset directory (holding ``clips_manifest.json``).
+
+    Raises:
+        ConfigError: a malformed ``$EMOREC_DEMO_CLIP_SPEC``.
+    """
     from emorec.clips.build import ClipBuildOptions
     from emorec.demo.clip_cache import demo_clip_spec_from_env, ensure_demo_clip_dataset
     from emorec.demo.clips import ClipSpec
@@ -340,7 +401,19 @@ def _minutes(seconds: float) -> str:
 
 
 def format_demo_summary(run: RunDir, data, result, metrics: dict, pictures: dict, timings: dict) -> str:
-    """The closing report of the demo flow: where everything is, Table 2's rows on dev, the time per stage."""
+    """The closing report of the demo flow: where everything is, Table 2's rows on dev, the time per stage.
+
+    Args:
+        run: the trained run's directory.
+        data: the demo clip dataset.
+        result: the training result (``best_epoch``, ``history``).
+        metrics: the evaluation result (:func:`emorec.clip_evaluate.evaluate_clip_run`).
+        pictures: ``{name: path}`` of the pictures drawn.
+        timings: ``{stage: seconds}`` with ``total``.
+
+    Returns:
+        The report, lines joined by newlines.
+    """
     from emorec.clip_evaluate import format_evaluation
 
     lines = [

@@ -51,6 +51,12 @@ CSV_COLUMNS = ("time", "arousal", "valence", "gold_arousal", "gold_valence")
 def load_keras_model(path):
     """Load a ``.keras`` emorec model.
 
+    Args:
+        path: the ``.keras`` file.
+
+    Returns:
+        The Keras model, not compiled.
+
     Raises:
         ConfigError: the file cannot be loaded (naming it and why).
     """
@@ -66,6 +72,12 @@ def load_keras_model(path):
 
 def load_best_model(run_dir):
     """``RUN_DIR/best.keras``.
+
+    Args:
+        run_dir: the training run directory.
+
+    Returns:
+        The Keras model of the run's best epoch, not compiled.
 
     Raises:
         ConfigError: the run has no best model yet, or it cannot be loaded.
@@ -84,6 +96,18 @@ def inference_mode(value, config) -> tuple[str, int | None]:
 
     ``train`` evaluates as the run was trained: its windows, consecutive
     (``data.target: all``) or sliding and scored on their last frame (``last``).
+
+    Args:
+        value: ``train``, ``whole`` (or None), or seconds.
+        config: the run config (``data.target`` and the window are read for ``train``).
+
+    Returns:
+        ``("whole", None)``, ``("sliding", frames)`` (``train`` of a ``last``-target run) or
+        ``("window", frames)``.
+
+    Raises:
+        ConfigError: a value that is none of these, or seconds that are not a positive whole
+            number of frames.
     """
     frames = resolve_eval_window(value, config)
     if frames is None:
@@ -95,6 +119,17 @@ def inference_mode(value, config) -> tuple[str, int | None]:
 
 def resolve_eval_window(value, config) -> int | None:
     """``"train"`` → the run's window in frames, ``"whole"`` → None, seconds → frames.
+
+    Args:
+        value: ``train``, ``whole`` (or None), or seconds (a number or its text).
+        config: the run config (only read for ``train``).
+
+    Returns:
+        The window in frames, or None for the whole recording.
+
+    Raises:
+        ConfigError: a value that is none of these, or seconds that are not a positive whole
+            number of frames.
 
     >>> resolve_eval_window("whole", None) is None
     True
@@ -118,13 +153,39 @@ def resolve_eval_window(value, config) -> int | None:
 
 
 def frame_times(num_frames: int, alignment: str = DEFAULT_LABEL_ALIGNMENT) -> np.ndarray:
-    """The time each frame's prediction refers to: its label time (end of the frame for ``end``)."""
+    """The time each frame's prediction refers to: its label time (end of the frame for ``end``).
+
+    Args:
+        num_frames: frames in the recording.
+        alignment: the label alignment (``end``: a frame's label is at its end; otherwise at
+            its start).
+
+    Returns:
+        float64 ``(num_frames,)`` times in seconds.
+
+    >>> frame_times(3, "end").round(2).tolist(), frame_times(2, "start").round(2).tolist()
+    ([0.04, 0.08, 0.12], [0.0, 0.04])
+    """
     offset = 1 if alignment == "end" else 0
     return (np.arange(num_frames) + offset) * FRAME_PERIOD
 
 
 def write_predictions_csv(path, times, pred, gold=None, with_gold: bool = True) -> Path:
-    """``time, arousal, valence[, gold_arousal, gold_valence]`` (gold cells empty when unknown), atomically."""
+    """``time, arousal, valence[, gold_arousal, gold_valence]`` (gold cells empty when unknown), atomically.
+
+    Args:
+        path: the CSV to write (its folder is created).
+        times: ``(N,)`` times in seconds (rounded to 1 µs).
+        pred: ``(N, 2)`` predicted ``[arousal, valence]``.
+        gold: ``(N, 2)`` gold values, or None.
+        with_gold: write the two gold columns.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
     import pandas as pd
 
     pred = np.asarray(pred)
@@ -320,7 +381,14 @@ def evaluate_run(
 
 
 def task_protocol(config):
-    """The evaluation protocol file the run's task names, or None (AVEC 2016, the default)."""
+    """The evaluation protocol file the run's task names, or None (AVEC 2016, the default).
+
+    Args:
+        config: the run config (its model's task is looked up).
+
+    Returns:
+        The path of ``evaluate/<name>.yaml`` of the task's protocol, or None.
+    """
     from emorec.models import get_model_spec
     from emorec.protocol import protocol_path
     from emorec.tasks import get_task
@@ -331,6 +399,12 @@ def task_protocol(config):
 
 def check_postprocess_inference(params, inference: dict, path) -> None:
     """Refuse to apply a chain tuned on predictions made another way (another evaluation window).
+
+    Args:
+        params: the stored post-processing parameters (``inference``: how the tuning predictions
+            were made, or None for chains tuned before that was recorded: always accepted).
+        inference: how these predictions are made (``mode``, ``frames``, ``eval_window``).
+        path: the post-processing file, named in the message.
 
     Raises:
         ConfigError: naming the file, both modes, and how to re-tune.

@@ -87,6 +87,14 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
 def describe_frames(rows: np.ndarray, times: np.ndarray) -> str:
     """``"frames 3-5 (0.12-0.20 s), 9 (0.36 s)"`` for row indices ``rows``, the first few runs.
 
+    Args:
+        rows: sorted row (frame) indices.
+        times: the time of every row, in seconds.
+
+    Returns:
+        ``"frames "`` and the runs of consecutive indices with their times, the first four
+        of them, then how many more.
+
     >>> describe_frames(np.array([3, 4, 5, 9]), np.arange(12) * 0.04)
     'frames 3-5 (0.12-0.20 s), 9 (0.36 s)'
     """

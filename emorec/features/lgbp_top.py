@@ -169,7 +169,17 @@ def gabor_kernel(wavelength: float, theta: float, sigma: float | None = None, ga
 
 
 def gabor_bank(config: LgbpTopConfig) -> list[np.ndarray]:
-    """The config's kernels, wavelength-major, orientations ``k * 180° / orientations``."""
+    """The config's kernels, wavelength-major, orientations ``k * 180° / orientations``.
+
+    Args:
+        config: the LGBP-TOP settings (``wavelengths``, ``orientations``).
+
+    Returns:
+        ``len(wavelengths) * orientations`` complex kernels (:func:`gabor_kernel`).
+
+    >>> [k.shape for k in gabor_bank(LgbpTopConfig(wavelengths=(4.0,), orientations=2))]
+    [(15, 15), (15, 15)]
+    """
     return [
         gabor_kernel(w, np.pi * k / config.orientations)
         for w in config.wavelengths
@@ -178,7 +188,18 @@ def gabor_bank(config: LgbpTopConfig) -> list[np.ndarray]:
 
 
 def gabor_magnitudes(frames: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
-    """``|frame ⊛ kernel|`` ``(K, T, H, W)`` float32 of grey frames ``(T, H, W)`` (borders reflected)."""
+    """``|frame ⊛ kernel|`` ``(K, T, H, W)`` float32 of grey frames ``(T, H, W)`` (borders reflected).
+
+    Args:
+        frames: ``(T, H, W)`` grey frames.
+        kernels: ``K`` complex kernels (:func:`gabor_bank`).
+
+    Returns:
+        The ``(K, T, H, W)`` float32 response magnitudes.
+
+    >>> gabor_magnitudes(np.zeros((2, 8, 8)), gabor_bank(LgbpTopConfig())).shape
+    (8, 2, 8, 8)
+    """
     frames = np.asarray(frames, dtype=np.float32)
     out = np.empty((len(kernels),) + frames.shape, np.float32)
     for k, kernel in enumerate(kernels):
@@ -254,7 +275,20 @@ def _frame_histograms(magnitudes: np.ndarray, grid: int) -> np.ndarray:
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:
-    """A face crop ``(H, W, 3)`` RGB or ``(H, W)`` grey, as float32 grey ``(H, W)``."""
+    """A face crop ``(H, W, 3)`` RGB or ``(H, W)`` grey, as float32 grey ``(H, W)``.
+
+    Args:
+        frame: ``(H, W, 3)`` RGB (cast to uint8) or ``(H, W)`` grey.
+
+    Returns:
+        float32 ``(H, W)``; grey input keeps its values.
+
+    Raises:
+        ValueError: any other shape.
+
+    >>> to_grey(np.full((2, 2, 3), 255, np.uint8)).tolist()
+    [[255.0, 255.0], [255.0, 255.0]]
+    """
     frame = np.asarray(frame)
     if frame.ndim == 3 and frame.shape[2] == 3:
         frame = cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)

@@ -304,7 +304,11 @@ def _extractor(pitch_window: str) -> OpensmileLLD:
 
 
 def is_available() -> bool:
-    """Whether the optional ``opensmile`` package can be imported."""
+    """Whether the optional ``opensmile`` package can be imported.
+
+    Returns:
+        True when ``import opensmile`` succeeds.
+    """
     try:
         _import_opensmile()
     except OpensmileMissingError:

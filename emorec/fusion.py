@@ -70,6 +70,17 @@ def _run_columns(config) -> tuple[int, ...]:
 def predict_run(run_dir, data, partitions, protocol=None, model=None) -> RunPredictions:
     """A run's best model over the recordings of ``partitions``, as its protocol evaluates.
 
+    Args:
+        run_dir: the training run directory.
+        data: the dataset directory or an open dataset.
+        partitions: the partitions to predict.
+        protocol: the evaluation protocol (path, mapping or object; None: the run's task's).
+        model: the run's model already loaded (None: its ``best.keras``).
+
+    Returns:
+        The run's float64 ``(N, 2)`` predictions and gold labels (None when unlabelled) per
+        partition and recording, with what the fusion needs to know about the run.
+
     Raises:
         ConfigError: the run has no best model, or its protocol is unusable.
     """
@@ -124,6 +135,18 @@ def _table_metrics(per_recording: dict, convention: str, columns) -> dict:
 
 def split_recordings(recordings, split: str, fit_recordings: int | None = None) -> tuple[list, list]:
     """``(fitting, evaluated)`` dev recordings: see the module docstring.
+
+    Args:
+        recordings: the dev recording ids (any order).
+        split: ``paper`` (fit on the first, evaluate on the rest) or ``whole``.
+        fit_recordings: with ``paper``, how many recordings (in id order) fit; None: all but the
+            last.
+
+    Returns:
+        ``(fitting ids, evaluated ids)``, each sorted.
+
+    Raises:
+        ConfigError: an unknown split, or a ``paper`` split that leaves either side empty.
 
     >>> split_recordings(["dev_1", "dev_2", "dev_3"], "paper")
     (['dev_1', 'dev_2'], ['dev_3'])
@@ -305,7 +328,15 @@ def _finite(obj):
 
 
 def format_table(info: dict) -> str:
-    """Table 10 of the paper for these runs: CCC (and RMSE, CC) per dimension and row, as Markdown."""
+    """Table 10 of the paper for these runs: CCC (and RMSE, CC) per dimension and row, as Markdown.
+
+    Args:
+        info: what :func:`fuse_runs` returns (``metrics``: ``{row key: {dimension: {rmse, cc,
+            ccc}}}``).
+
+    Returns:
+        The Markdown table, rows absent from ``info`` left out, missing values ``n/a``.
+    """
     labels = {
         "best_single_run": "best single run on the evaluated dev recordings (no fusion)",
         "fusion_fit": "late fusion on the fitting dev recordings (dev-dev)",
@@ -341,6 +372,10 @@ def fused_predictor(runs_models, alphas, direction: str, weights, bias):
         direction: the smoothing direction.
         weights: ``(K, 2)`` fusion weights.
         bias: ``(2,)`` intercepts.
+
+    Returns:
+        The uncompiled Keras model ``late_fusion``: inputs the union of the runs' inputs (by
+        name), output ``{"emotion": (B, T, 2)}``.
     """
     import keras
 

@@ -191,7 +191,18 @@ CONFIG_CLASSES = {cls.NAMES[0]: cls for cls in (EmotiwFrameConfig, EmotiwC3DConf
 
 
 def model_classes(config) -> int:
-    """The config's class count (7, AFEW's, when it is still null)."""
+    """The config's class count (7, AFEW's, when it is still null).
+
+    Args:
+        config: an emotiw model config (``num_classes`` is read).
+
+    Returns:
+        ``config.num_classes``, or :data:`NUM_CLASSES` when it is None.
+
+    >>> fusion = EmotiwFusionConfig.for_model
+    >>> model_classes(fusion("emotiw")), model_classes(fusion("emotiw", {"num_classes": 3}))
+    (7, 3)
+    """
     return NUM_CLASSES if config.num_classes is None else int(config.num_classes)
 
 
@@ -202,7 +213,19 @@ def _frozen(config, weights) -> bool:
 @register_model("emotiw_frame", modalities=("video",), config_class=EmotiwFrameConfig, task=CLIP_TASK,
                 description="Pini et al.'s frame branch: FaceNet Inception-ResNet-v1 on one face")
 def build_emotiw_frame(config):
-    """``{"face": (B, S, S, 3)}`` → ``{"emotion_class": (B, C), "features": (B, fc_units)}``."""
+    """``{"face": (B, S, S, 3)}`` → ``{"emotion_class": (B, C), "features": (B, fc_units)}``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or an
+            :class:`EmotiwFrameConfig`.
+
+    Returns:
+        The Keras model ``emotiw_frame``, holding the FaceNet weights when ``facenet_weights``
+        names a file.
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or an unusable weights file.
+    """
     cfg = EmotiwFrameConfig.for_model("emotiw_frame", config)
     return facenet.build_emotiw_frame_branch(
         facenet_weights=cfg.facenet_weights, num_classes=model_classes(cfg), input_size=cfg.input_size,
@@ -218,7 +241,20 @@ def build_emotiw_frame(config):
 @register_model("emotiw_c3d", modalities=("video",), config_class=EmotiwC3DConfig, task=CLIP_TASK,
                 description="Pini et al.'s C3D branch on 16-frame slices")
 def build_emotiw_c3d(config):
-    """``{"clip": (B, 16, s, s, 3)}`` → ``{"emotion_class": (B, C), "features": (B, fc_units)}``."""
+    """``{"clip": (B, 16, s, s, 3)}`` → ``{"emotion_class": (B, C), "features": (B, fc_units)}``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or an
+            :class:`EmotiwC3DConfig`.
+
+    Returns:
+        The Keras model ``emotiw_c3d``, holding the C3D weights (and mean clip) when the config
+        names their files.
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or an unusable weights or mean
+            clip file.
+    """
     cfg = EmotiwC3DConfig.for_model("emotiw_c3d", config)
     model = c3d.build_emotiw_clip_branch(
         c3d_weights=cfg.c3d_weights, num_classes=model_classes(cfg), frames=cfg.frames,
@@ -236,7 +272,19 @@ def build_emotiw_c3d(config):
 @register_model("emotiw_audio", modalities=("audio",), config_class=EmotiwAudioConfig, task=CLIP_TASK,
                 description="Pini et al.'s audio branch: SoundNet-8 conv1-4, conv 512, 2 x LSTM 128")
 def build_emotiw_audio(config):
-    """``{"audio": (B, samples)}`` in [-1, 1] → ``{"emotion_class": (B, C), "features": (B, lstm_units)}``."""
+    """``{"audio": (B, samples)}`` in [-1, 1] → ``{"emotion_class": (B, C), "features": (B, lstm_units)}``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or an
+            :class:`EmotiwAudioConfig`.
+
+    Returns:
+        The Keras model ``emotiw_audio``, holding the SoundNet weights when ``soundnet_weights``
+        names a file.
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``, or an unusable weights file.
+    """
     cfg = EmotiwAudioConfig.for_model("emotiw_audio", config)
     return soundnet.build_emotiw_audio_branch(
         soundnet_weights=cfg.soundnet_weights, num_classes=model_classes(cfg), samples=cfg.samples,
@@ -251,7 +299,19 @@ def build_emotiw_audio(config):
 @register_model("emotiw", modalities=("audio", "video"), config_class=EmotiwFusionConfig, task=CLIP_TASK,
                 description="Pini et al.'s fusion: NetVLAD over frame and slice features + audio")
 def build_emotiw(config):
-    """Cached branch features → ``{"emotion_class": (B, C), "features": (B, fusion_units)}``."""
+    """Cached branch features → ``{"emotion_class": (B, C), "features": (B, fusion_units)}``.
+
+    Args:
+        config: the ``model`` settings: a mapping (missing keys take the defaults) or an
+            :class:`EmotiwFusionConfig`.
+
+    Returns:
+        The Keras model ``emotiw``: inputs ``frame_features``, ``slice_features`` and
+        ``audio_features`` (``frames`` and ``slices`` per clip), outputs as above.
+
+    Raises:
+        ConfigError: unknown keys or bad values in ``config``.
+    """
     cfg = EmotiwFusionConfig.for_model("emotiw", config)
     return emotiw_fusion.build_emotiw_fusion(
         num_classes=model_classes(cfg), frames=cfg.frames, slices=cfg.slices, frame_dim=cfg.frame_dim,

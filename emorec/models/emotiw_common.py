@@ -69,7 +69,16 @@ def check_num_classes(num_classes: int) -> int:
 
 
 def dropout(x, keep: float, name: str):
-    """Dropout keeping a fraction ``keep`` of the units (identity when ``keep == 1``)."""
+    """Dropout keeping a fraction ``keep`` of the units (identity when ``keep == 1``).
+
+    Args:
+        x: the input tensor.
+        keep: the keep probability (TensorFlow 1's ``keep_prob``); 1 or more adds no layer.
+        name: the layer's name.
+
+    Returns:
+        The output tensor.
+    """
     if keep >= 1.0:
         return x
     return keras.layers.Dropout(1.0 - keep, name=name)(x)
@@ -80,26 +89,67 @@ def batch_norm(name: str, momentum: float | None = None, **kwargs) -> keras.laye
 
     Each replica would otherwise normalise with its own share of the batch, and
     a run on several replicas would not train the weights one device does.
+
+    Args:
+        name: the layer's name.
+        momentum: moving statistics' momentum (None: :data:`BN_MOMENTUM`).
+        **kwargs: further :class:`keras.layers.BatchNormalization` arguments.
+
+    Returns:
+        The layer (not yet called).
     """
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM if momentum is None else momentum,
                                            synchronized=True, name=name, **kwargs)
 
 
 def conv_bn_relu(x, conv_layer: keras.layers.Layer, name: str, momentum: float | None = None):
-    """``conv_layer`` (built without bias) → batch norm (``momentum``, default 0.99) → ReLU; layers named ``name_*``."""
+    """``conv_layer`` (built without bias) → batch norm (``momentum``, default 0.99) → ReLU; layers named ``name_*``.
+
+    Args:
+        x: the input tensor.
+        conv_layer: the convolution (or dense) layer to apply.
+        name: the block's name: batch norm ``<name>_bn``, ReLU ``<name>_relu``.
+        momentum: the batch norm's momentum (None: :data:`BN_MOMENTUM`).
+
+    Returns:
+        The output tensor.
+    """
     x = conv_layer(x)
     x = batch_norm(f"{name}_bn", momentum)(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
 def dense_bn_relu(x, units: int, name: str, momentum: float | None = None):
-    """Fully connected ``units`` (He init, no bias) → batch norm → ReLU."""
+    """Fully connected ``units`` (He init, no bias) → batch norm → ReLU.
+
+    Args:
+        x: the input tensor.
+        units: the layer's width.
+        name: the dense layer's name (batch norm ``<name>_bn``, ReLU ``<name>_relu``).
+        momentum: the batch norm's momentum (None: :data:`BN_MOMENTUM`).
+
+    Returns:
+        The output tensor ``(..., units)``.
+
+    >>> x = keras.Input((5,))
+    >>> keras.Model(x, dense_bn_relu(x, 3, "fc")).count_params()  # 5 x 3 kernel, 4 x 3 batch norm
+    27
+    """
     layer = keras.layers.Dense(units, use_bias=False, kernel_initializer=HE_INIT, name=name)
     return conv_bn_relu(x, layer, name, momentum)
 
 
 def softmax_classifier(x, num_classes: int, name: str):
-    """The softmax layer of a branch or of the fusion network (with bias, He init)."""
+    """The softmax layer of a branch or of the fusion network (with bias, He init).
+
+    Args:
+        x: the input tensor ``(..., D)``.
+        num_classes: the number of classes.
+        name: the layer's name.
+
+    Returns:
+        Class probabilities ``(..., num_classes)``.
+    """
     return keras.layers.Dense(
         num_classes, activation="softmax", kernel_initializer=HE_INIT, name=name
     )(x)

@@ -159,6 +159,13 @@ class FaceNetStandardize(keras.layers.Layer):
 def scaled_filters(filters: int, width: float) -> int:
     """``filters`` times the trunk's ``width`` multiplier, rounded, at least 1.
 
+    Args:
+        filters: the filter count at full width.
+        width: the width multiplier.
+
+    Returns:
+        ``max(1, round(filters * width))``.
+
     >>> scaled_filters(192, 0.125), scaled_filters(80, 1.0), scaled_filters(32, 0.01)
     (24, 80, 1)
     """

@@ -195,8 +195,17 @@ def _recurrent(config: FeatureLSTMConfig, units: int, k: int):
 def build_feature_lstm(config: FeatureLSTMConfig) -> keras.Model:
     """Build ``feature_lstm`` from its config (``features`` and ``feature_dims`` must be known).
 
+    Args:
+        config: the ``model`` settings: a :class:`FeatureLSTMConfig` or a mapping (missing keys
+            take the defaults).
+
+    Returns:
+        The Keras model ``feature_lstm``: inputs ``features_<set>`` ``(B, T, D)``, output
+        ``{"emotion": (B, T, 2)}`` (a column the model does not predict is 0).
+
     Raises:
-        ConfigError: the feature sets or their dimensions are not known yet.
+        ConfigError: unknown keys or bad values in ``config``, or the feature sets or their
+            dimensions are not known yet.
     """
     config = FeatureLSTMConfig.for_model("feature_lstm", config)
     if config.features is None or config.feature_dims is None:

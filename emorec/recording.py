@@ -214,6 +214,12 @@ def label_range_option(label_range) -> dict:
     Datasets built before the option existed (all within [-1, 1]) keep options
     equal to a new default build's, so they resume rather than rebuild.
 
+    Args:
+        label_range: ``(low, high)`` of the gold labels.
+
+    Returns:
+        ``{}`` for the default range, else ``{"label_range": [low, high]}`` as floats.
+
     >>> label_range_option((-1.0, 1.0)), label_range_option((0, 10))
     ({}, {'label_range': [0.0, 10.0]})
     """
@@ -291,7 +297,19 @@ def _label_name(source: RecordingSource) -> str:
 
 
 def label_frames(times: np.ndarray, alignment: str) -> int:
-    """Frames a label track covers: frame i needs the label at 0.04 (i + 1) ("end") or 0.04 i."""
+    """Frames a label track covers: frame i needs the label at 0.04 (i + 1) ("end") or 0.04 i.
+
+    Args:
+        times: the label track's times in seconds (sorted; the last one is read).
+        alignment: ``end`` or the other alignment (the label at a frame's start).
+
+    Returns:
+        The number of frames the labels reach (the last time rounded to whole frames).
+
+    >>> ends, starts = np.array([0.04, 0.08, 0.12]), np.array([0.0, 0.04])
+    >>> label_frames(ends, "end"), label_frames(starts, "start")
+    (3, 2)
+    """
     last = int(np.floor(float(times[-1]) / FRAME_PERIOD + 0.5))
     return last if alignment == "end" else last + 1
 
@@ -565,7 +583,28 @@ def prepare_recording(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> PreparedRecording:
-    """Read audio and labels, track the face, reconcile lengths; raise on bad input."""
+    """Read audio and labels, track the face, reconcile lengths; raise on bad input.
+
+    Nothing is decoded in full here: audio is scanned for its length and statistics, video
+    frames are counted and faces tracked (or read from ``cache_dir``).
+
+    Args:
+        source: the recording's files and ids.
+        options: the build options (modalities, alignment, tolerance, audio and face settings).
+        cache_dir: cache for face tracks, or None.
+        progress: show a progress bar while tracking faces.
+
+    Returns:
+        The :class:`PreparedRecording`: frame count, audio plan and statistics, per-frame labels,
+        face track and the length-reconciliation report.
+
+    Raises:
+        MediaError: a missing, empty or unreadable file, video requested without a video file,
+            or a recording shorter than one frame.
+        LabelError: unusable labels.
+        AlignmentError: labels that start too late, or streams whose lengths differ by more
+            than the tolerance.
+    """
     from emorec.media.labels import labels_for_frames
     from emorec.media.video import count_grid_frames, grid_frames_for
 

@@ -33,7 +33,11 @@ KINDS = ("runs", "fusion", "smoothing")
 
 
 def grid_dir() -> Path:
-    """The repository's ``reproduce/`` directory (next to the installed ``emorec`` package)."""
+    """The repository's ``reproduce/`` directory (next to the installed ``emorec`` package).
+
+    Returns:
+        The directory's path (not checked to exist).
+    """
     import emorec
 
     return Path(emorec.__file__).resolve().parent.parent / "reproduce"
@@ -41,6 +45,12 @@ def grid_dir() -> Path:
 
 def grid_path(name: str) -> Path:
     """``reproduce/<name>.yaml``.
+
+    Args:
+        name: the grid's file stem, e.g. ``chen_jin``.
+
+    Returns:
+        The path of the existing file.
 
     Raises:
         ConfigError: no such grid (listing those there are).

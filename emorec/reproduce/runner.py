@@ -52,7 +52,14 @@ class Job:
 
 
 def run_summary(run_dir) -> dict | None:
-    """The finished run's ``reproduce.json``, or None when it has not finished."""
+    """The finished run's ``reproduce.json``, or None when it has not finished.
+
+    Args:
+        run_dir: the run's directory.
+
+    Returns:
+        The parsed summary, or None when the file is missing or unreadable.
+    """
     path = Path(run_dir) / DONE_FILE
     if not path.is_file():
         return None
@@ -67,7 +74,19 @@ def _flags(job: Job) -> list:
 
 
 def execute(job: Job) -> dict:
-    """Train and evaluate one run (skipped when already finished); its summary, or the error it met."""
+    """Train and evaluate one run (skipped when already finished); its summary, or the error it met.
+
+    An unfinished run's directory is deleted and the run started again.
+
+    Args:
+        job: the run, its directory, the dataset and config paths and the quick overrides.
+
+    Returns:
+        The summary (key, run directory, settings, best epoch, epochs, seconds, dev metrics raw
+        and smoothed, the tuned smoothing α), also written to the run's ``reproduce.json``; or
+        ``{"key", "run_dir", "error"}`` when training or evaluation raised an EmorecError,
+        OSError or ValueError.
+    """
     from emorec.config import resolve_config
     from emorec.evaluate import evaluate_run
     from emorec.postprocess import PostprocessParams
@@ -112,7 +131,22 @@ def _init_worker(threads: int) -> None:
 
 def run_grid(grid: Grid, data_dir, out, *, jobs: int = 1, quick_overrides: dict | None = None,
              progress: bool = True) -> dict:
-    """Train and evaluate every run of ``grid`` on ``data_dir`` into ``out``; returns ``{key: summary}``."""
+    """Train and evaluate every run of ``grid`` on ``data_dir`` into ``out``; returns ``{key: summary}``.
+
+    Finished runs (same key in their ``reproduce.json``) are not trained again; with
+    ``jobs > 1`` the runs train in spawned processes, each with ``cores // jobs`` threads.
+
+    Args:
+        grid: the experiment grid.
+        data_dir: the dataset directory.
+        out: the output directory (runs go to ``out/runs/<slug>``).
+        jobs: runs trained at once.
+        quick_overrides: nested settings applied to every run (the quick mode), or None.
+        progress: show a progress bar over the runs.
+
+    Returns:
+        ``{run key: summary}`` of every run (:func:`execute`).
+    """
     from tqdm import tqdm
 
     from emorec.config import config_path_for
@@ -148,7 +182,20 @@ def run_grid(grid: Grid, data_dir, out, *, jobs: int = 1, quick_overrides: dict 
 
 
 def run_fusions(grid: Grid, data_dir, out, results: dict, progress: bool = True) -> dict:
-    """Late fusion of each fusion table's finished members, per dimension: ``{(table, dim): info or reason}``."""
+    """Late fusion of each fusion table's finished members, per dimension: ``{(table, dim): info or reason}``.
+
+    Args:
+        grid: the experiment grid (its ``fusion`` tables).
+        data_dir: the dataset directory.
+        out: the output directory (fusions go to ``out/fusion/<table>-<target>``).
+        results: :func:`run_grid` output.
+        progress: show progress bars.
+
+    Returns:
+        ``{(table id, target): fusion info}`` (:func:`emorec.fusion.fuse_runs`, or the stored
+        ``fusion.json`` of the same runs), or a string saying why there is none (fewer than two
+        finished members, or the fusion's error).
+    """
     from emorec.fusion import fuse_runs
 
     fusions = {}

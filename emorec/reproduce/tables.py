@@ -14,7 +14,19 @@ _METRIC_KEYS = {"rmse": "rmse", "cc": "pearson", "ccc": "ccc"}
 
 
 def cell_value(cell: Cell, table: Table, results: dict, fusions: dict) -> tuple[float | None, str, str]:
-    """``(value, note, run directory)`` of one cell; value None with a note saying why there is none."""
+    """``(value, note, run directory)`` of one cell; value None with a note saying why there is none.
+
+    Args:
+        cell: the table cell (its run, target, metric, or fusion row).
+        table: the cell's table (its kind: runs, ``smoothing`` or ``fusion``).
+        results: :func:`emorec.reproduce.runner.run_grid` output.
+        fusions: :func:`emorec.reproduce.runner.run_fusions` output.
+
+    Returns:
+        The dev value of the cell's metric (CCC, RMSE..., or α / CCC before and after smoothing),
+        an empty note and the run directory; or None with a note (not run, failed, no run in
+        the grid, no fusion); fusion cells have no run directory.
+    """
     if table.kind == "fusion":
         info = fusions.get((table.id, cell.target))
         if not isinstance(info, dict):
@@ -41,7 +53,18 @@ def _fmt(value) -> str:
 
 
 def render_table(table: Table, results: dict, fusions: dict) -> tuple[str, str]:
-    """``(markdown, csv)`` of one table; a Markdown cell reads ``paper / emorec``."""
+    """``(markdown, csv)`` of one table; a Markdown cell reads ``paper / emorec``.
+
+    Args:
+        table: the table.
+        results: :func:`emorec.reproduce.runner.run_grid` output.
+        fusions: :func:`emorec.reproduce.runner.run_fusions` output.
+
+    Returns:
+        The Markdown (title, one row per table row, numbered notes for missing values) and the
+        CSV (one line per cell: table, row, column, target, metric, paper, emorec, note, run
+        directory).
+    """
     by_row: dict[str, list] = {}
     notes: list[str] = []
     buffer = io.StringIO()
@@ -67,7 +90,18 @@ def render_table(table: Table, results: dict, fusions: dict) -> tuple[str, str]:
 
 
 def write_tables(grid: Grid, out, results: dict, fusions: dict, header: str = "") -> list[Path]:
-    """``tables/<id>.md`` and ``.csv`` per table, and ``tables/README.md`` with all of them; the paths."""
+    """``tables/<id>.md`` and ``.csv`` per table, and ``tables/README.md`` with all of them; the paths.
+
+    Args:
+        grid: the experiment grid.
+        out: the output directory (tables go to ``out/tables``, created if missing).
+        results: :func:`emorec.reproduce.runner.run_grid` output.
+        fusions: :func:`emorec.reproduce.runner.run_fusions` output.
+        header: a line under the README's title (with the paper's name), or empty.
+
+    Returns:
+        ``[README.md, <id>.md, <id>.csv, ...]`` in table order.
+    """
     folder = Path(out) / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     written, everything = [], [f"# {grid.name}: {grid.paper}", "", header, ""] if header else [f"# {grid.name}", ""]

@@ -16,6 +16,12 @@ _TASKS: dict[str, Task] = {
 def get_task(name: str) -> Task:
     """The task registered as ``name``.
 
+    Args:
+        name: the task's registered name, e.g. ``frame_regression``.
+
+    Returns:
+        The task object.
+
     Raises:
         ConfigError: no such task.
     """

@@ -38,7 +38,17 @@ FUSION_INPUTS = ("frame_features", "slice_features", "audio_features")
 
 
 def branch_of(config) -> str:
-    """``frame``, ``c3d``, ``audio`` or ``fusion``: what a clip model's config reads."""
+    """``frame``, ``c3d``, ``audio`` or ``fusion``: what a clip model's config reads.
+
+    Args:
+        config: a run config.
+
+    Returns:
+        The ``BRANCH`` of the config's model class.
+
+    Raises:
+        ConfigError: the model is not a clip classification model.
+    """
     branch = getattr(type(config.model), "BRANCH", "")
     if not branch:
         raise ConfigError(f"model {config.model_name} is not a clip classification model")
@@ -47,6 +57,13 @@ def branch_of(config) -> str:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The data seed of one epoch (a function of the run's seed and the epoch only).
+
+    Args:
+        seed: the run's seed.
+        epoch: the epoch, 0-based.
+
+    Returns:
+        A seed in ``[0, 2**31 - 1)``.
 
     >>> epoch_seed(0, 0) != epoch_seed(0, 1) != epoch_seed(1, 0)
     True
@@ -61,7 +78,20 @@ def _model_classes(config) -> int:
 
 
 def unit_counts(data, config, partition: str) -> int:
-    """Examples one pass over ``partition`` gives in training (faces with a face, slices, clips)."""
+    """Examples one pass over ``partition`` gives in training (faces with a face, slices, clips).
+
+    Args:
+        data: the clip dataset.
+        config: the run config (its branch; ``model.frames`` for C3D).
+        partition: the partition.
+
+    Returns:
+        Frame branch: faces found; C3D: ``ceil(frames / slice frames)`` (at least 1) per clip;
+        audio: clips with sound; fusion: clips.
+
+    Raises:
+        ConfigError: the model is not a clip classification model.
+    """
     branch = branch_of(config)
     clips = data.clips(partition)
     if branch == "frame":
@@ -205,7 +235,15 @@ class ClipClassificationTask(Task):
 
 
 def make_class_forward(model, jit_compile: bool = False):
-    """A traced ``inputs -> class probabilities`` function of ``model`` (its ``emotion_class``)."""
+    """A traced ``inputs -> class probabilities`` function of ``model`` (its ``emotion_class``).
+
+    Args:
+        model: a clip model with an ``emotion_class`` output.
+        jit_compile: compile the function with XLA.
+
+    Returns:
+        The ``tf.function`` (inference mode: ``training=False``).
+    """
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
@@ -216,7 +254,19 @@ def make_class_forward(model, jit_compile: bool = False):
 
 
 def fusion_batches(data, partition: str, batch_size: int, *, training: bool, seed=None, repeat: bool = False):
-    """Batches of the cached branch features of a partition (shuffled per ``seed`` in training)."""
+    """Batches of the cached branch features of a partition (shuffled per ``seed`` in training).
+
+    Args:
+        data: the fusion data (:class:`~emorec.clip_features.FusionData`).
+        partition: the partition.
+        batch_size: clips per batch.
+        training: shuffle and drop the last partial batch.
+        seed: the shuffle seed.
+        repeat: repeat the partition without end.
+
+    Returns:
+        The ``tf.data.Dataset`` of :func:`fusion_inputs` batches.
+    """
     import tensorflow as tf
 
     arrays = fusion_inputs(data.features(partition))
@@ -234,6 +284,20 @@ def fusion_inputs(features: dict) -> dict:
     A clip without any face gives zero frame and slice features, and one
     without sound zero audio features, so the fusion decides from what the
     clip has (the issue's "the fusion uses its audio").
+
+    Args:
+        features: :func:`emorec.clip_features.compute_clip_features` output.
+
+    Returns:
+        ``frame_features``, ``slice_features``, ``audio_features`` (zeroed as above),
+        ``label`` int32 and ``clip_id``.
+
+    >>> f = {"face_found": [[0, 0], [1, 0]], "audio_mask": [1, 0], "label": [2, 5], "clip_id": ["a", "b"],
+    ...      "frame_features": np.ones((2, 2, 1)), "slice_features": np.ones((2, 1, 1)),
+    ...      "audio_features": np.ones((2, 1))}
+    >>> x = fusion_inputs(f)
+    >>> x["frame_features"][:, 0, 0].tolist(), x["audio_features"][:, 0].tolist()
+    ([0.0, 1.0], [1.0, 0.0])
     """
     has_face = (np.asarray(features["face_found"]).sum(axis=1) > 0).astype(np.float32)
     has_audio = np.asarray(features["audio_mask"], np.float32)

@@ -38,7 +38,12 @@ DEMO_FEATURE_SETS = ("audio_lld", "video_geometric", "video_appearance")
 
 
 def landmarks_available() -> bool:
-    """dlib is installed and its 68-point model file is found (video_geometric can be extracted)."""
+    """dlib is installed and its 68-point model file is found (video_geometric can be extracted).
+
+    Returns:
+        Whether ``dlib`` imports and :func:`emorec.features.landmarks68.find_shape_predictor`
+        finds the model file.
+    """
     import importlib.util
 
     from emorec.features.landmarks68 import find_shape_predictor
@@ -53,7 +58,17 @@ def landmarks_available() -> bool:
 
 
 def feature_validation_metrics(per_recording: dict, targets) -> dict:
-    """Dev metrics as the frame task's, with ``dev_ccc_mean`` the mean over ``targets`` only."""
+    """Dev metrics as the frame task's, with ``dev_ccc_mean`` the mean over ``targets`` only.
+
+    Args:
+        per_recording: gold and predictions per recording, as
+            :func:`emorec.metrics.evaluate_recordings` takes them.
+        targets: the dimension names the model predicts.
+
+    Returns:
+        The :func:`emorec.tasks.frame_regression.validation_metrics` dict, ``dev_ccc_mean``
+        replaced.
+    """
     from emorec.tasks.frame_regression import validation_metrics
 
     out = validation_metrics(per_recording)

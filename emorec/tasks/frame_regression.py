@@ -26,7 +26,26 @@ DIMENSIONS = ("arousal", "valence")
 
 
 def validation_metrics(per_recording: dict) -> dict:
-    """Flat dev metrics (``dev_ccc_arousal``, ``dev_ccc_valence``, ``dev_ccc_mean``, per-recording means)."""
+    """Flat dev metrics (``dev_ccc_arousal``, ``dev_ccc_valence``, ``dev_ccc_mean``, per-recording means).
+
+    Args:
+        per_recording: gold and predictions per recording, as
+            :func:`emorec.metrics.evaluate_recordings` takes them.
+
+    Returns:
+        ``{"dev_ccc_<dim>", "dev_ccc_<dim>_per_recording_mean"}`` for arousal and valence, and
+        ``dev_ccc_mean`` over both (CCC over the concatenated recordings).
+
+    Raises:
+        ConfigError: no recordings.
+        AlignmentError: gold and predictions that do not pair up, or not two columns.
+        LabelError: NaN or inf in the gold or the predictions.
+
+    >>> gold = np.array([[0.0, 0.1], [0.5, 0.2], [1.0, 0.4]])
+    >>> m = validation_metrics({"r1": (gold, gold)})  # perfect: (N - 1) / N, the AVEC convention
+    >>> round(m["dev_ccc_mean"], 6), round(m["dev_ccc_valence_per_recording_mean"], 6)
+    (0.666667, 0.666667)
+    """
     from emorec.metrics import evaluate_recordings
 
     result = evaluate_recordings(per_recording, names=DIMENSIONS)

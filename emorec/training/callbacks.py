@@ -122,7 +122,13 @@ def _scalar_metadata() -> bytes:
 
 
 def summary_scalar(tag: str, value: float, step: int) -> None:
-    """``tf.summary.scalar`` without needing the tensorboard package (same event format)."""
+    """``tf.summary.scalar`` without needing the tensorboard package (same event format).
+
+    Args:
+        tag: the scalar's name.
+        value: its value (written as float32).
+        step: the global step.
+    """
     tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=_scalar_metadata())
 
 
@@ -166,7 +172,12 @@ class HistoryWriter(Callback):
 
 
 def write_history(run_dir, history: list[dict]) -> None:
-    """Write ``history.json`` and ``history.csv`` of ``run_dir`` (a :class:`~emorec.rundir.RunDir`)."""
+    """Write ``history.json`` and ``history.csv`` of ``run_dir`` (a :class:`~emorec.rundir.RunDir`).
+
+    Args:
+        run_dir: the run directory.
+        history: one dict per epoch; the CSV's columns are every key, in first-seen order.
+    """
     atomic_write_bytes(run_dir.history_json, (json.dumps(history, indent=2) + "\n").encode())
     keys: list[str] = []
     for row in history:
@@ -179,7 +190,15 @@ def write_history(run_dir, history: list[dict]) -> None:
 
 
 def read_history(run_dir, epochs_completed: int) -> list[dict]:
-    """The rows of ``history.json`` up to ``epochs_completed`` (later rows belong to work that is redone)."""
+    """The rows of ``history.json`` up to ``epochs_completed`` (later rows belong to work that is redone).
+
+    Args:
+        run_dir: the run directory (a :class:`~emorec.rundir.RunDir`).
+        epochs_completed: the last epoch whose row is kept (1-based ``epoch`` values).
+
+    Returns:
+        The rows with ``epoch <= epochs_completed``; empty without a file.
+    """
     path = run_dir.history_json
     if not path.is_file():
         return []

@@ -86,7 +86,14 @@ class TrainResult:
 
 
 def default_run_dir(model_name: str) -> Path:
-    """``runs/<model>-<YYYYmmdd-HHMMSS>`` under the current directory."""
+    """``runs/<model>-<YYYYmmdd-HHMMSS>`` under the current directory.
+
+    Args:
+        model_name: the registered model name.
+
+    Returns:
+        The relative path (not created), stamped with the local time.
+    """
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{model_name}-{stamp}"
 
@@ -97,6 +104,14 @@ def use_xla(setting, spec, strategy) -> bool:
     ``auto`` compiles on one device for models registered with ``xla=True``
     (measured exact and faster); ``true`` on several replicas is refused, since
     the cross-replica sums of the CCC and of the gradients are not compiled.
+
+    Args:
+        setting: ``training.jit_compile``: True, False or ``"auto"``.
+        spec: the model's registry entry (``xla``: measured exact and faster under XLA).
+        strategy: the run's ``tf.distribute`` strategy.
+
+    Returns:
+        Whether to compile.
 
     Raises:
         ConfigError: ``jit_compile: true`` with several replicas.
@@ -113,7 +128,17 @@ def use_xla(setting, spec, strategy) -> bool:
 
 
 def make_optimizer(config):
-    """The Keras optimizer of an :class:`~emorec.config.OptimizerConfig`."""
+    """The Keras optimizer of an :class:`~emorec.config.OptimizerConfig`.
+
+    Args:
+        config: the ``optimizer`` section (``adam`` or ``rmsprop_nesterov`` and its settings).
+
+    Returns:
+        A new :class:`keras.optimizers.Adam` or :class:`~emorec.optimizers.RMSpropNesterov`.
+
+    Raises:
+        ConfigError: another optimizer name.
+    """
     if config.name == "adam":
         return keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
                                      beta_2=config.beta_2, epsilon=config.epsilon)

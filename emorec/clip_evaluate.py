@@ -427,7 +427,17 @@ def format_evaluation(result: dict) -> str:
 
 
 def is_clip_run(run_dir) -> bool:
-    """True when ``RUN_DIR/config.yaml`` names a clip classification model."""
+    """True when ``RUN_DIR/config.yaml`` names a clip classification model.
+
+    Args:
+        run_dir: the training run directory.
+
+    Returns:
+        Whether the run's model belongs to the ``clip_classification`` task.
+
+    Raises:
+        ConfigError: no readable run config, or an unknown model name.
+    """
     from emorec.config import load_run_config
     from emorec.models import get_model_spec
 

@@ -311,6 +311,17 @@ def scale_audio(audio, mode: str, peak=None):
     ``"none"`` leaves the decoded [-1, 1] waveform as it is, for models that scale it
     themselves (:class:`emorec.models.soundnet.WaveformScale`).
 
+    Args:
+        audio: waveform tensor in [-1, 1].
+        mode: one of :data:`AUDIO_SCALES` (``fixed``, ``peak``, ``none``).
+        peak: the clip's largest absolute sample for ``peak`` (None: that of ``audio``).
+
+    Returns:
+        The scaled tensor (``fixed`` clipped to [-256, 256]; ``peak`` all zeros for silence).
+
+    Raises:
+        ConfigError: an unknown ``mode``.
+
     >>> scale_audio(tf.constant([0.5, -0.25]), "fixed").numpy().tolist()
     [128.0, -64.0]
     >>> scale_audio(tf.constant([0.5, -0.25]), "peak").numpy().tolist()

@@ -40,7 +40,7 @@ class RMSpropNesterov(keras.optimizers.Optimizer):
     >>> import numpy as np
     >>> opt = RMSpropNesterov(learning_rate=0.1, rho=0.5, momentum=0.5, epsilon=0.0, centered=False)
     >>> w = keras.Variable(np.array([1.0], "float32"))
-    >>> opt.apply_gradients([(ops.convert_to_tensor(np.array([2.0], "float32")), w)])
+    >>> _ = opt.apply_gradients([(ops.convert_to_tensor(np.array([2.0], "float32")), w)])
     >>> round(float(w.numpy()[0]), 5)  # δ = -0.1 * 2 / sqrt(0.5 * 4) = -0.14142; θ = 1 + 1.5 δ
     0.78787
     """

@@ -77,7 +77,8 @@ def read_export_info(export_dir) -> dict:
 
     Returns:
         The export description (at least ``inputs``, ``modalities``, ``audio_norm`` and
-        ``label_alignment``).
+        ``label_alignment``; a clip classification export, ``task: clip_classification``,
+        at least ``inputs``).
 
     Raises:
         ExportError: the file is missing, unreadable, not JSON, or lacks those keys.
@@ -89,8 +90,13 @@ def read_export_info(export_dir) -> dict:
         raise ExportError(f"{path}: not found; EXPORT_DIR must be written by `emorec export`") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path}: cannot read it: {exc}") from None
-    missing = [k for k in ("inputs", "modalities", "audio_norm", "label_alignment") if k not in info]
-    if not isinstance(info, dict) or missing:
+    if not isinstance(info, dict):
+        raise ExportError(f"{path}: not an emorec export description (not a JSON object)")
+    # A clip classification export (emorec.clip_export) describes other inputs; its predictor checks them.
+    needed = ("inputs",) if info.get("task") == "clip_classification" else (
+        "inputs", "modalities", "audio_norm", "label_alignment")
+    missing = [k for k in needed if k not in info]
+    if missing:
         raise ExportError(f"{path}: not an emorec export description (missing {missing or 'everything'})")
     return info
 

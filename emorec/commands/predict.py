@@ -77,11 +77,13 @@ def run(args) -> int:
     from emorec.outputs import check_output_file, write_output_file
     from emorec.predict import predict_media, prediction_table, read_export_info, table_csv_bytes
 
+    # Outputs first: an unwritable --out must not cost a look at the export or the media.
+    if args.out is not None:
+        check_output_file(args.out, "the predictions")
     if read_export_info(args.export_dir).get("task") == "clip_classification":
         return _predict_clip(args)
     if args.out is None:
         raise ConfigError(f"{args.export_dir}: --out FILE.csv is required for arousal/valence predictions")
-    check_output_file(args.out, "the predictions")
     if args.plot is not None:
         check_output_file(args.plot, "the plot")
     result = predict_media(

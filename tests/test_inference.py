@@ -80,3 +80,20 @@ def test_model_without_heads_has_no_split():
     inputs = {"audio": keras.Input((None, FRAME_SAMPLES), name="audio")}
     emotion = keras.layers.Dense(2)(inputs["audio"])
     assert split_at_heads(keras.Model(inputs, {"emotion": emotion})) is None
+
+
+def test_trained_scale_features_still_split():
+    # A trained ae_lstm's per-frame features reach ~2e3, where one frame computed among its
+    # neighbours and alone differ by ~5e-3 of float32 rounding: that is per-frame, and the split
+    # must be kept (an element-wise rtol once refused it at random, running validation 5x slower).
+    from emorec.inference import same_features
+
+    rng = np.random.default_rng(0)
+    joint = rng.normal(0, 500, (1, 1, 3328)).astype(np.float32)
+    joint[0, 0, :4] = [1917.9, -1500.0, 1e-3, -2e-4]
+    rounding = joint + rng.normal(0, 2e-3, joint.shape).astype(np.float32)
+    assert same_features(joint, rounding, scale=float(np.abs(joint).max()))
+    assert not np.allclose(joint, rounding, rtol=1e-4, atol=1e-5)  # what the old check asked
+    mixed = joint.copy()
+    mixed[0, 0, 10] += 5.0  # a neighbour's contribution
+    assert not same_features(joint, mixed, scale=float(np.abs(joint).max()))

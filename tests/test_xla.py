@@ -82,14 +82,18 @@ def test_resnet_gradient_is_not_reproduced_by_xla():
 
 
 def test_auto_compiles_registered_models_on_one_device_only():
+    import dataclasses
+
     one = tf.distribute.get_strategy()
     assert use_xla("auto", get_model_spec("ae_lstm"), one) is get_model_spec("ae_lstm").xla
+    # A model registered as faster under XLA is compiled by auto on one device.
+    assert use_xla("auto", dataclasses.replace(get_model_spec("ae_lstm"), xla=True), one) is True
     assert use_xla(False, get_model_spec("ae_lstm"), one) is False
     assert use_xla(True, get_model_spec("e2e_audio"), one) is True
 
     class TwoReplicas:
         num_replicas_in_sync = 2
 
-    assert use_xla("auto", get_model_spec("ae_lstm"), TwoReplicas()) is False
+    assert use_xla("auto", dataclasses.replace(get_model_spec("ae_lstm"), xla=True), TwoReplicas()) is False
     with pytest.raises(ConfigError, match="jit_compile: true compiles the steps for one device"):
         use_xla(True, get_model_spec("ae_lstm"), TwoReplicas())

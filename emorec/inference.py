@@ -29,6 +29,7 @@ and runs whole windows).
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 
@@ -114,6 +115,20 @@ def split_at_heads(model):
         model's layers and weights. None when the model has no recurrent head
         or its ``emotion`` output needs more than the heads' inputs.
     """
+    # Building the split adds nodes to the heads (Keras clones the graph behind intermediate
+    # inputs), after which a head no longer has exactly one inbound node: a second split of the
+    # same model would be refused, so each model is split once.
+    if model in _SPLITS:
+        return _SPLITS[model]
+    _SPLITS[model] = split = _split_at_heads(model)
+    return split
+
+
+# model -> its split (or None), kept only as long as the model lives.
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _split_at_heads(model):
     import keras
 
     from emorec.models.twin import recurrent_heads

@@ -97,3 +97,17 @@ def test_trained_scale_features_still_split():
     mixed = joint.copy()
     mixed[0, 0, 10] += 5.0  # a neighbour's contribution
     assert not same_features(joint, mixed, scale=float(np.abs(joint).max()))
+
+
+def test_a_model_is_split_the_same_way_every_time():
+    # Each epoch's validation makes a new predictor for the same model: building the split adds
+    # nodes to the heads, so a second split used to be refused and every later validation ran
+    # the whole model per window (~5x slower).
+    model = build_model("ae_lstm", {"name": "ae_lstm", "face_size": FACE, "face_latent": 16, "lstm_units": 8})
+    first = split_at_heads(model)
+    assert first is not None and split_at_heads(model) is first
+    arrays = _arrays([t.name for t in model.inputs], frames=7)
+    for _ in range(2):
+        predictor = RecordingPredictor(model, "sliding", 5, batch_size=3)
+        predictor(arrays)
+        assert predictor._split is not None

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emorec.alignment import Stream, label_frames, reconcile
 from emorec.errors import AlignmentError, ConfigError, LabelError, MediaError
 from emorec.manifest import DEFAULT_LABEL_RANGE
 
@@ -296,33 +297,6 @@ def _label_name(source: RecordingSource) -> str:
     return source.label_source or f"(labels of recording {source.recording_id})"
 
 
-def label_frames(times: np.ndarray, alignment: str) -> int:
-    """Frames a label track covers: frame i needs the label at 0.04 (i + 1) ("end") or 0.04 i.
-
-    Args:
-        times: the label track's times in seconds (sorted; the last one is read).
-        alignment: ``end`` or the other alignment (the label at a frame's start).
-
-    Returns:
-        The number of frames the labels reach (the last time rounded to whole frames).
-
-    >>> ends, starts = np.array([0.04, 0.08, 0.12]), np.array([0.0, 0.04])
-    >>> label_frames(ends, "end"), label_frames(starts, "start")
-    (3, 2)
-    """
-    last = int(np.floor(float(times[-1]) / FRAME_PERIOD + 0.5))
-    return last if alignment == "end" else last + 1
-
-
-@dataclasses.dataclass
-class _Stream:
-    """One stream's length, for the reconciliation."""
-
-    name: str  # "audio", "video", "labels"
-    path: str
-    frames: int
-
-
 # Frames of audio decoded and resampled at a time (1 s).
 _AUDIO_BLOCK_FRAMES = 25
 
@@ -541,40 +515,18 @@ def _level_report(path: Path, levels, peak_limit: float, recording_id: str) -> l
     return report
 
 
-def _reconcile(reference: _Stream, other: _Stream, tolerance_s: float, recording_id: str) -> str | None:
-    """Check one stream against the reference length; a report line, or None if equal."""
-    diff = other.frames - reference.frames
-    if diff == 0:
-        return None
-    seconds = abs(diff) * FRAME_PERIOD
-    lengths = (
-        f"{other.name} {other.path} covers {other.frames * FRAME_PERIOD:.2f} s ({other.frames} "
-        f"frames), {reference.name} {reference.path} {reference.frames * FRAME_PERIOD:.2f} s "
-        f"({reference.frames} frames)"
-    )
-    if seconds > tolerance_s + 1e-9:
-        raise AlignmentError(
-            f"recording {recording_id}: {lengths}: they differ by {seconds:.2f} s, more than "
-            f"the {tolerance_s} s tolerance (--tolerance)"
-        )
-    action = "trimmed" if diff > 0 else (
-        "padded by repeating its last frame" if other.name == "video" else "padded by holding its last value"
-    )
-    return f"{recording_id}: {lengths}; {other.name} {action} ({abs(diff)} frames)"
-
-
-def _features_stream(source: RecordingSource, labels, options: BuildOptions) -> _Stream:
+def _features_stream(source: RecordingSource, labels, options: BuildOptions) -> Stream:
     """The reference length without audio or video: the labels', else the first released feature file's."""
     if labels is not None:
         times = np.asarray(labels.times, dtype=np.float64)
-        return _Stream("labels", _label_name(source), label_frames(times, options.label_alignment))
+        return Stream("labels", _label_name(source), label_frames(times, options.label_alignment))
     if not source.features:
         raise MediaError(f"recording {source.recording_id}: no audio, video, labels or feature files to build from")
     from emorec.features.arff import read_feature_arff
 
     path = next(iter(source.features.values()))
     table = read_feature_arff(path, fill=options.features.fill)
-    return _Stream("features", str(path), label_frames(np.asarray(table.times), options.label_alignment))
+    return Stream("features", str(path), label_frames(np.asarray(table.times), options.label_alignment))
 
 
 def prepare_recording(
@@ -620,7 +572,7 @@ def prepare_recording(
         raise MediaError(f"recording {rid}: video requested but the recording has no video file")
 
     labels = label_track(source, options.label_range)
-    streams: list[_Stream] = []
+    streams: list[Stream] = []
     audio = None
     level_report: list[str] = []
     if use_audio:
@@ -629,11 +581,11 @@ def prepare_recording(
             path, options.audio_norm, options.audio_peak_limit, rid
         )
         audio = AudioPlan(path, samples)
-        streams.append(_Stream("audio", str(path), grid_frames_for(samples / SAMPLE_RATE)))
+        streams.append(Stream("audio", str(path), grid_frames_for(samples / SAMPLE_RATE)))
     video_frames = 0
     if use_video:
         video_frames = count_grid_frames(source.video)
-        streams.append(_Stream("video", str(source.video), video_frames))
+        streams.append(Stream("video", str(source.video), video_frames))
     if not streams:
         streams.append(_features_stream(source, labels, options))
     reference = streams[0]
@@ -648,12 +600,12 @@ def prepare_recording(
                 f"one at {first_needed:.2f} s; more than the {options.tolerance_s} s tolerance"
             )
         if streams[0].name != "labels":
-            streams.append(_Stream("labels", _label_name(source), label_frames(times, options.label_alignment)))
+            streams.append(Stream("labels", _label_name(source), label_frames(times, options.label_alignment)))
 
     report = level_report + [
         line
         for other in streams[1:]
-        if (line := _reconcile(reference, other, options.tolerance_s, rid)) is not None
+        if (line := reconcile(reference, other, options.tolerance_s, rid)) is not None
     ]
     num_frames = reference.frames
 

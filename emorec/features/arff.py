@@ -20,7 +20,7 @@ unless ``fill="zero"`` asks for that padding.
 (:func:`emorec.media.labels.label_times`: ``0.04 (i + 1)`` with
 ``label_alignment = "end"``, ``0.04 i`` with ``"start"``), because the
 released features share the gold standard's time grid. The length rules are
-the labels' (:func:`emorec.recording._reconcile`): a file that covers fewer
+the labels' (:func:`emorec.alignment.reconcile`): a file that covers fewer
 or more frames than the recording by at most ``tolerance_s`` is padded by
 holding its last row, or trimmed, with a line in the report; a larger
 difference raises :class:`~emorec.errors.AlignmentError`.
@@ -329,8 +329,8 @@ def align_features(
             than ``tolerance_s``.
         MediaError: rows that are not ``FRAME_PERIOD`` apart.
     """
+    from emorec.alignment import Stream, label_frames, reconcile
     from emorec.media.labels import label_times
-    from emorec.recording import _reconcile, _Stream, label_frames
 
     rid = recording_id or table.path.stem
     path = table.path
@@ -349,9 +349,9 @@ def align_features(
         )
     name, ref_path = reference or ("recording", rid)
     report = []
-    line = _reconcile(
-        _Stream(name, ref_path, num_frames),
-        _Stream("features", str(path), label_frames(times, label_alignment)),
+    line = reconcile(
+        Stream(name, ref_path, num_frames),
+        Stream("features", str(path), label_frames(times, label_alignment)),
         tolerance_s,
         rid,
     )

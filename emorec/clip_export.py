@@ -30,11 +30,9 @@ same sampling functions of :mod:`emorec.clips.data`, no augmentation):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from emorec.errors import ConfigError
-from emorec.manifest import atomic_write_bytes
 from emorec.rundir import ExportDir, RunDir
 
 CLIP_EXPORT_VERSION = 1
@@ -264,7 +262,6 @@ def export_clip_run(run_dir, out_dir, *, model=None, data=None) -> dict:
             "keras_model": ExportDir.KERAS_MODEL,
             "signature": "serving_default",
         }
-        atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
         return info
 
     return write_staged(out.path, fill)

@@ -354,8 +354,8 @@ def write_staged(out_dir, fill) -> dict:
 
     Args:
         out_dir: the export directory (created).
-        fill: ``fill(stage) -> info``: writes the export's files and its ``export.json`` into
-            the folder ``stage`` and returns the ``export.json`` dict.
+        fill: ``fill(stage) -> info``: writes the export's files into the folder ``stage``
+            and returns the ``export.json`` dict, which is written here.
 
     Returns:
         What ``fill`` returned.
@@ -371,6 +371,7 @@ def write_staged(out_dir, fill) -> dict:
         raise ExportError(f"{out.path}: cannot write the export here ({exc.strerror or exc})") from None
     try:
         info = fill(stage)
+        atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
         _install(stage, out)
     except OSError as exc:
         raise ExportError(f"{out.path}: cannot write the export ({exc.strerror or exc})") from None
@@ -462,7 +463,6 @@ def _export_into(stage: Path, run: RunDir, config, model, keras_file, data, stre
             entry = write_format(fmt, keras_model, twin, stage, shown=stage.parent)
         info["formats"][fmt] = entry
         entry["check_max_abs_diff"] = _check(fmt, stage, info, keras_model, twin)
-    atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 

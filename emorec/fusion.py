@@ -427,7 +427,6 @@ def _export(runs, alphas, direction, weights, bias, target: FusionDir, data) -> 
         import tensorflow as tf
 
         tf.saved_model.save(module, str(stage / ExportDir.SAVED_MODEL), signatures=signatures)
-        atomic_write_bytes(stage / ExportDir.EXPORT_JSON, (json.dumps(info, indent=2) + "\n").encode())
         return info
 
     write_staged(export_dir.path, fill)

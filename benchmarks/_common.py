@@ -268,11 +268,12 @@ def load_train_config(name: str):
     return resolve_config(config_path_for(name))
 
 
-def make_train_step(model, config, jit: bool = False):
+def make_train_step(model, config, jit: bool | str = False):
     """The training engine's own step (:class:`emorec.training.steps.WindowedStep`) on one device.
 
     The model's objective with the config's ``loss:`` settings, ``model.losses``
     (weight decay), the gradient and the config's optimizer; returns the loss.
+    ``jit``: False, True (the whole step under XLA) or ``"update"`` (only the optimizer's update).
     """
     from emorec.models import get_model_spec
     from emorec.tasks import get_task
@@ -284,7 +285,7 @@ def make_train_step(model, config, jit: bool = False):
     optimizer.build(model.trainable_variables)
     context = StepContext(model, optimizer, get_task(spec.task).objective(spec, config.loss),
                           tf.distribute.get_strategy(), config.data.batch_size,
-                          [t.name for t in model.inputs], jit_compile=jit)
+                          [t.name for t in model.inputs], jit_compile=jit is True, jit_update=jit == "update")
     step = WindowedStep(context)
     return lambda batch: step(batch)["loss"]
 

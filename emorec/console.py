@@ -25,6 +25,7 @@ import atexit
 import logging
 import os
 import re
+import select
 import sys
 import threading
 
@@ -123,11 +124,17 @@ def _install_fd_filter() -> None:
             broken.append(True)
 
     line_filter = _LineFilter(forward)
+    # Child processes (the build's workers, multiprocessing's resource tracker, which lives until
+    # we exit) inherit descriptor 2, so the pipe may never reach end-of-file: the exit wakes the
+    # pump through its own pipe instead (it used to wait 5 s for an EOF that never came).
+    wake_read, wake_write = os.pipe()
 
     def pump() -> None:
         while True:
             try:
-                chunk = os.read(read_end, 65536)
+                ready, _, _ = select.select([read_end, wake_read], [], [])
+                # What is in the pipe is forwarded before the wake-up is obeyed.
+                chunk = os.read(read_end, 65536) if read_end in ready else None
             except OSError:
                 break
             if not chunk:
@@ -137,7 +144,7 @@ def _install_fd_filter() -> None:
 
     thread = threading.Thread(target=pump, name="emorec-stderr-filter", daemon=True)
     thread.start()
-    _state.update(thread=thread, original=original, read_end=read_end)
+    _state.update(thread=thread, original=original, read_end=read_end, wake=(wake_read, wake_write))
     atexit.register(_remove_fd_filter)
 
 
@@ -150,10 +157,12 @@ def _remove_fd_filter() -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    os.dup2(_state["original"], 2)  # closes the pipe's last write end: the pump sees EOF
+    os.dup2(_state["original"], 2)  # our last write end: what we wrote is in the pipe now
+    wake_read, wake_write = _state.pop("wake")
+    os.write(wake_write, b"x")
     thread.join(timeout=5)
-    os.close(_state.pop("read_end"))
-    os.close(_state.pop("original"))
+    for fd in (_state.pop("read_end"), _state.pop("original"), wake_read, wake_write):
+        os.close(fd)
 
 
 class _TqdmHandler(logging.Handler):

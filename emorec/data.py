@@ -87,6 +87,7 @@ from emorec.schema import (
     feature_key,
     parse_window_tensors,
 )
+from emorec.tfdata_options import without_autotune_thread
 
 logger = logging.getLogger(__name__)
 
@@ -843,7 +844,7 @@ def make_dataset(data: str | os.PathLike | DatasetHandle, partition: str, spec: 
         drop_remainder = bool(spec.drop_remainder)
         ds = _window_dataset(plan, repeat=spec.repeat, drop_remainder=drop_remainder, target=spec.target,
                              **common)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return without_autotune_thread(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -895,7 +896,7 @@ def read_recordings(
     plan = _plan(open_dataset(data), partition, modalities, audio_norm, features, feature_norm)
     for k, (rid, path, expected) in enumerate(zip(plan.recording_ids, plan.paths, plan.frames)):
         parts: dict[str, list[np.ndarray]] = {}
-        chunks = _recording_frames(plan, path)
+        chunks = without_autotune_thread(_recording_frames(plan, path))
         if plan.video:
             chunks = chunks.map(
                 lambda c: {**c, FL_FACE: _decode_faces(c[FL_FACE], plan.face_size)}

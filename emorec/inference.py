@@ -126,6 +126,7 @@ def split_at_heads(model):
 
 # model -> its split (or None), kept only as long as the model lives.
 _SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TRACED_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> traced (features, head) or None
 
 
 def _split_at_heads(model):
@@ -237,7 +238,14 @@ class RecordingPredictor:
 
     def _sliding(self, arrays: dict, total: int) -> np.ndarray:
         if not self._split_checked:
-            self._split = self._per_frame_split(arrays, total)
+            # One check and one set of traced functions per model: validation after every epoch
+            # and the evaluation that follows reuse them (tracing costs seconds on a large model).
+            if self.model in _TRACED_SPLITS:
+                self._split = _TRACED_SPLITS[self.model]
+            else:
+                self._split = self._per_frame_split(arrays, total)
+                if total >= 2:  # a 1-frame recording cannot show whether the features mix frames
+                    _TRACED_SPLITS[self.model] = self._split
             self._split_checked = True
         if self._split is not None:
             return self._sliding_split(arrays, total)

@@ -100,3 +100,21 @@ def test_line_filter_drops_cpp_lines_and_keeps_everything_else():
             line_filter.feed(data[i:i + step])
         line_filter.close()
         assert b"".join(out) == want, step
+
+
+def test_stderr_filter_stops_at_exit_while_a_child_holds_descriptor_2(tmp_path):
+    # multiprocessing's resource tracker (started by the demo build's worker pool) inherits
+    # descriptor 2 and outlives us: the filter's pipe then never reaches end-of-file, and the
+    # exit used to wait the 5 s join timeout with the pump still blocked.
+    from emorec import console
+
+    console._install_fd_filter()
+    thread = console._state["thread"]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        console._remove_fd_filter()
+        assert not thread.is_alive()
+        assert "thread" not in console._state
+    finally:
+        child.kill()
+        child.wait()

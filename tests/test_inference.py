@@ -107,7 +107,11 @@ def test_a_model_is_split_the_same_way_every_time():
     first = split_at_heads(model)
     assert first is not None and split_at_heads(model) is first
     arrays = _arrays([t.name for t in model.inputs], frames=7)
-    for _ in range(2):
-        predictor = RecordingPredictor(model, "sliding", 5, batch_size=3)
-        predictor(arrays)
-        assert predictor._split is not None
+    splits, outputs = [], []
+    for batch_size in (3, 4):
+        predictor = RecordingPredictor(model, "sliding", 5, batch_size=batch_size)
+        outputs.append(predictor(arrays))
+        splits.append(predictor._split)
+    # The second predictor (the evaluation after the last validation) reuses the traced functions.
+    assert splits[0] is not None and splits[1] is splits[0]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)

@@ -119,6 +119,7 @@ def test_checkpoints_at_end_write_once_and_keep_the_best_epoch(data_dir, tmp_pat
 
     result = train(config, data_dir, tmp_path / "run", progress=False, on_step=on_step)
     assert saves == [[]] * 9
+    assert result.best_epoch < 3  # best.keras comes from the copy, not the final weights
     names = [name for name, _ in tf.train.list_variables(result.latest_checkpoint)]
     assert any(n.startswith("model_variables/") for n in names)
     assert not any(n.startswith("optimizer_variables/") for n in names)
@@ -247,3 +248,36 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(data_dir, tmp_path):
         np.testing.assert_array_equal(res[key], ref[key])
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+class _FakeModel:
+    def __init__(self):
+        self.weights_now = [np.zeros(2)]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights_now]
+
+    def set_weights(self, weights):
+        self.weights_now = [w.copy() for w in weights]
+
+
+def test_checkpointer_end_saves_the_best_epoch_whether_or_not_it_is_the_last():
+    from types import SimpleNamespace
+
+    from emorec.training.callbacks import Checkpointer
+
+    for improved, best_value in (([True, False, True], 3.0), ([True, True, False], 2.0)):
+        saved = []
+        model = _FakeModel()
+        trainer = SimpleNamespace(
+            model=model, state=SimpleNamespace(global_step=SimpleNamespace(numpy=lambda: 30)),
+            checkpoints=SimpleNamespace(save_latest=lambda step, optimizer_state: None,
+                                        save_best_model=lambda saved=saved, model=model: saved.append(model.get_weights()[0][0])))
+        callback = Checkpointer("end", None, keep_optimizer_state=False)
+        for epoch, better in enumerate(improved):
+            callback.on_epoch_begin(trainer, epoch, 0)
+            model.weights_now = [np.full(2, epoch + 1.0)]  # the epoch's training
+            callback.on_epoch_end(trainer, epoch, {"global_step": 10 * (epoch + 1)}, better)
+        callback.on_train_end(trainer, finished=True)
+        assert saved == [best_value]
+        assert model.get_weights()[0][0] == 3.0  # the final weights stay in the model

@@ -10,7 +10,7 @@ import tensorflow as tf
 from emorec.errors import ConfigError
 from emorec.models import build_model, get_model_spec
 from emorec.tasks import get_task
-from emorec.training.engine import use_xla
+from emorec.training.engine import xla_mode
 from emorec.training.steps import StepContext, WindowedStep
 
 # Dropout off: under XLA the stateless random ops may pick another generator, so masks differ;
@@ -40,17 +40,17 @@ def _batch(modalities, seed=0, b=2, t=5):
     return {k: tf.constant(v) for k, v in batch.items()}
 
 
-def _one_step(name, settings, modalities, jit):
+def _one_step(name, settings, modalities, jit, optimizer=None, update=False):
     """One training step; returns its loss terms and the update it made (SGD, lr 1: minus the gradient)."""
     keras.utils.set_random_seed(7)
     model = build_model(name, settings)
     spec = get_model_spec(name)
-    optimizer = keras.optimizers.SGD(1.0)
+    optimizer = optimizer or keras.optimizers.SGD(1.0)
     optimizer.build(model.trainable_variables)
     task = get_task(spec.task)
     objective = task.objective(spec, (spec.loss_config_class or task.loss_config_class)())
     context = StepContext(model, optimizer, objective, tf.distribute.get_strategy(), 2,
-                          [t.name for t in model.inputs], jit_compile=jit)
+                          [t.name for t in model.inputs], jit_compile=jit, jit_update=update)
     before = [np.array(v) for v in model.trainable_variables]
     terms = {k: float(v) for k, v in WindowedStep(context)(_batch(modalities)).items()}
     return terms, [np.array(v) - b for v, b in zip(model.trainable_variables, before)]
@@ -60,6 +60,7 @@ def test_models_compiled_by_auto_are_the_tested_ones():
     from emorec.models import available_models
 
     assert {n for n in available_models() if get_model_spec(n).xla} <= set(CASES) - {"e2e_video"}
+    assert {n for n in available_models() if get_model_spec(n).xla == "update"} >= {"ae_lstm", "ae_2slstm"}
 
 
 @pytest.mark.parametrize("name", sorted(set(CASES) - {"e2e_video"}))
@@ -81,19 +82,46 @@ def test_resnet_gradient_is_not_reproduced_by_xla():
     assert not get_model_spec("e2e_video").xla
 
 
-def test_auto_compiles_registered_models_on_one_device_only():
+@pytest.mark.parametrize("name", ["ae_lstm", "ae_lstm_audio"])
+def test_compiled_update_equals_plain_update(name):
+    # jit_compile: update compiles Adam's update alone; its moments, bias correction and epsilon
+    # must give the plain update to float32 rounding (lr 1e-3: each weight moves by about 1e-3).
+    settings, modalities = CASES[name]
+    adam = dict(learning_rate=1e-3, epsilon=1e-8)
+    plain_terms, plain = _one_step(name, settings, modalities, jit=False, optimizer=keras.optimizers.Adam(**adam))
+    terms, compiled = _one_step(name, settings, modalities, jit=False, optimizer=keras.optimizers.Adam(**adam),
+                                update=True)
+    assert terms == plain_terms  # the same forward pass and loss: only the update is compiled
+    moved = np.concatenate([a.ravel() for a in plain])
+    assert np.abs(moved).max() == pytest.approx(1e-3, rel=0.05)  # Adam's first step: lr per weight
+    for a, b in zip(plain, compiled):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_xla_mode_follows_the_setting_and_the_registry_on_one_device_only():
     import dataclasses
 
     one = tf.distribute.get_strategy()
-    assert use_xla("auto", get_model_spec("ae_lstm"), one) is get_model_spec("ae_lstm").xla
-    # A model registered as faster under XLA is compiled by auto on one device.
-    assert use_xla("auto", dataclasses.replace(get_model_spec("ae_lstm"), xla=True), one) is True
-    assert use_xla(False, get_model_spec("ae_lstm"), one) is False
-    assert use_xla(True, get_model_spec("e2e_audio"), one) is True
+    ae_lstm = get_model_spec("ae_lstm")
+    assert xla_mode("auto", ae_lstm, one) == "update"
+    assert xla_mode("auto", dataclasses.replace(ae_lstm, xla=True), one) == "step"
+    assert xla_mode("auto", get_model_spec("e2e_audio"), one) == "off"
+    assert xla_mode(False, ae_lstm, one) == "off"
+    assert xla_mode(True, get_model_spec("e2e_audio"), one) == "step"
+    assert xla_mode("update", get_model_spec("e2e_audio"), one) == "update"
 
     class TwoReplicas:
         num_replicas_in_sync = 2
 
-    assert use_xla("auto", dataclasses.replace(get_model_spec("ae_lstm"), xla=True), TwoReplicas()) is False
-    with pytest.raises(ConfigError, match="jit_compile: true compiles the steps for one device"):
-        use_xla(True, get_model_spec("ae_lstm"), TwoReplicas())
+    assert xla_mode("auto", ae_lstm, TwoReplicas()) == "off"
+    assert xla_mode("auto", dataclasses.replace(ae_lstm, xla=True), TwoReplicas()) == "off"
+    for setting in (True, "update"):
+        with pytest.raises(ConfigError, match="compiles for one device; this run has 2 replicas"):
+            xla_mode(setting, ae_lstm, TwoReplicas())
+
+
+def test_registry_refuses_an_unknown_xla_choice():
+    from emorec.models.registry import register_model
+
+    with pytest.raises(ValueError, match="xla must be True, False or 'update'"):
+        register_model("never_registered", modalities=("audio",), config_class=object, xla="yes")(lambda c: c)

@@ -74,6 +74,7 @@ from emorec.clips.schema import (
 )
 from emorec.errors import ConfigError
 from emorec.schema import PARTITIONS, SchemaError
+from emorec.tfdata_options import without_autotune_thread
 
 SLICE_FRAMES = 16
 SLICE_SIZE = 112  # C3D's input side
@@ -406,7 +407,7 @@ def _check(plan: _ClipPlan, batch_size: int, buffers: Sequence[int]) -> None:
 
 def _finish(ds, batch_size, drop_remainder, training):
     drop = training if drop_remainder is None else drop_remainder
-    return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    return without_autotune_thread(ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE))
 
 
 # --- (a) single faces -----------------------------------------------------------------------

@@ -66,9 +66,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size (data.batch_size)")
     parser.add_argument("--seed", type=int, help="random seed (training.seed)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (training.strategy)")
-    parser.add_argument("--jit", choices=("auto", "true", "false"),
-                        help="XLA-compile the training and evaluation steps (training.jit_compile; auto = "
-                             "where measured exact and faster)")
+    parser.add_argument("--jit", choices=("auto", "true", "false", "update"),
+                        help="XLA-compile the training and validation steps (true), only the optimizer's "
+                             "update (update) or nothing (false) (training.jit_compile; auto = the "
+                             "model's measured choice)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/latest")
     parser.add_argument("--stateful", action="store_true", default=None,
                         help="carry the LSTM state across consecutive windows of a recording "
@@ -108,7 +109,8 @@ def _flags(args) -> list[tuple[str, object, str]]:
     if getattr(args, "loss", None):
         flags.append(("loss.name", args.loss, "--loss"))
     if args.jit is not None:
-        flags.append(("training.jit_compile", {"auto": "auto", "true": True, "false": False}[args.jit], "--jit"))
+        value = {"auto": "auto", "true": True, "false": False, "update": "update"}[args.jit]
+        flags.append(("training.jit_compile", value, "--jit"))
     return flags
 
 

@@ -145,9 +145,10 @@ class TrainingConfig(Section):
                                          doc="the finished run's `latest` keeps the optimizer state "
                                              "(needed only to continue it exactly with more epochs)")
     strategy: str = setting("auto", choice(*STRATEGIES))
-    jit_compile: object = setting("auto", choice("auto", True, False),
-                                  doc="XLA-compile the training and evaluation steps: auto = where measured "
-                                      "exact and faster (one device, models registered with xla=True)")
+    jit_compile: object = setting("auto", choice("auto", True, False, "update"),
+                                  doc="XLA: true compiles the training and validation steps, update only the "
+                                      "optimizer's update (the gradient runs plain), false nothing; auto = "
+                                      "the model's registered choice, measured exact and faster (one device)")
     validate: bool = setting(True, boolean, doc="dev validation after each epoch (best checkpoint)")
     early_stopping_patience: int | None = setting(
         None, optional(positive_int),

@@ -242,11 +242,11 @@ def _register(name: str, description: str) -> None:
         return build(name, config)
 
     builder.__doc__ = f"Build ``{name}``: {description}"
-    # xla: its steps compile exactly (tests/test_xla.py). At the demo's batch 16 on real windows the
-    # compiled step is faster (median 0.74-0.78 s against 0.81-0.84 s plain, quiet 2-core CPU, three
-    # main-job runs each); at the paper's batch 32 on random data benchmarks/xla.py finds it 0.90x.
+    # xla="update": Adam's update of the 85M weights compiled (0.07 s against 0.22 s op by op on
+    # 2 cores), the gradient plain (faster than compiled here); exact (tests/test_xla.py) and the
+    # fastest of the three modes in benchmarks/xla.py and in the main job (README).
     register_model(name, modalities=modalities, config_class=CONFIG_CLASSES[name], objective=joint_objective,
-                   loss_config_class=JointLossConfig, description=description, xla=True)(builder)
+                   loss_config_class=JointLossConfig, description=description, xla="update")(builder)
 
 
 _register("ae_lstm", "Nguyen et al. 2D1DConv-AE-LSTM: face and audio auto-encoders, fused codes, 2 x 512 LSTM")

@@ -39,6 +39,7 @@ import dataclasses
 import keras
 
 from emorec.config.base import FieldError, Section, fraction, positive_int, setting
+from emorec.models.wide_dense import WideDense
 from emorec.schema import DEFAULT_FACE_SIZE
 
 FACE_CHANNELS = 3
@@ -137,7 +138,7 @@ def build_face_encoder(*, face_size: int, latent: int, slope: float, name: str =
     for k, (width, depth) in enumerate(ENCODER_BLOCKS, start=1):
         x = _bottleneck(x, width, depth, transpose=False, slope=slope, name=f"enc_block{k}")
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(latent, name="fc_latent")(x)
+    x = WideDense(latent, name="fc_latent")(x)
     outputs = keras.layers.LeakyReLU(slope, name="fc_latent_lrelu")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -159,7 +160,7 @@ def build_face_decoder(*, face_size: int, latent: int, slope: float, name: str =
     """
     shape = face_feature_shape(face_size)
     inputs = keras.Input((latent,), name="code")
-    x = keras.layers.Dense(shape[0] * shape[1] * shape[2], name="fc_expand")(inputs)
+    x = WideDense(shape[0] * shape[1] * shape[2], name="fc_expand")(inputs)
     x = keras.layers.LeakyReLU(slope, name="fc_expand_lrelu")(x)
     x = keras.layers.Reshape(shape, name="to_map")(x)
     last = len(DECODER_BLOCKS)

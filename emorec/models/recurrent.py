@@ -18,6 +18,12 @@ states of all layers into one tensor ``(batch, 2 * num_layers, units)`` where
 index ``2 l`` is ``h`` and ``2 l + 1`` is ``c`` of LSTM layer ``l`` (0 = the
 layer that reads the features). All zeros = the start of a sequence, which is
 what the offline model uses for every training window (not stateful).
+
+When training, both cells multiply by their kernels with
+:func:`~emorec.models.wide_dense.wide_matmul`, whose input gradient does not
+transpose the kernel (faster with oneDNN on the CPU; same values; inference
+and exports keep the plain product): :class:`WideLSTM` is
+``keras.layers.LSTM`` with such a cell, and keeps its cuDNN path on a GPU.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from emorec.config.base import (
     positive_number,
     setting,
 )
+from emorec.models.wide_dense import wide_matmul
 
 RECURRENT_CHOICES = ("peephole", "keras")
 NUM_OUTPUTS = 2  # arousal, valence
@@ -128,13 +135,15 @@ class PeepholeLSTMCell(keras.layers.Layer):
         Args:
             inputs: ``(B, D)`` features of the step.
             states: ``[h_{t-1}, c_{t-1}]``, each ``(B, units)``.
-            training: unused (the cell has no dropout); part of the RNN cell interface.
+            training: True while training: the product then takes the cheaper input gradient
+                (the cell has no dropout).
 
         Returns:
             ``(h_t, [h_t, c_t])``, each ``(B, units)``.
         """
         h_prev, c_prev = states[0], states[1]
-        z = ops.matmul(ops.concatenate([inputs, h_prev], axis=-1), self.kernel) + self.bias
+        joint = ops.concatenate([inputs, h_prev], axis=-1)
+        z = (wide_matmul(joint, ops.copy(self.kernel)) if training else ops.matmul(joint, self.kernel)) + self.bias
         i, j, f, o = ops.split(z, 4, axis=-1)
         if self.use_peepholes:
             i = i + self.w_i * c_prev
@@ -166,6 +175,39 @@ class PeepholeLSTMCell(keras.layers.Layer):
         return config
 
 
+class WideLSTMCell(keras.layers.LSTMCell):
+    """``keras.layers.LSTMCell`` with :func:`~emorec.models.wide_dense.wide_matmul` products.
+
+    Keras' gate order (i, f, c, o) and weights; in inference, with dropout,
+    recurrent dropout or ``implementation=1`` it runs Keras' own step.
+    """
+
+    def call(self, inputs, states, training=False):
+        """One time step: returns ``(h_t, [h_t, c_t])`` (``keras.layers.LSTMCell``'s interface)."""
+        dropping = training and (0.0 < self.dropout < 1.0 or 0.0 < self.recurrent_dropout < 1.0)
+        if not training or dropping or self.implementation == 1:
+            return super().call(inputs, states, training=training)
+        h_prev, c_prev = states[0], states[1]
+        z = wide_matmul(inputs, ops.copy(self.kernel)) + wide_matmul(h_prev, ops.copy(self.recurrent_kernel))
+        if self.use_bias:
+            z = z + self.bias
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = self.recurrent_activation(f) * c_prev + self.recurrent_activation(i) * self.activation(g)
+        h = self.recurrent_activation(o) * self.activation(c)
+        return h, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="emorec")
+class WideLSTM(keras.layers.LSTM):
+    """``keras.layers.LSTM`` stepping with :class:`WideLSTMCell` (same arguments, weights and cuDNN path)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        # LSTM builds its LSTMCell inside __init__; the subclass only replaces call(), so the
+        # cell keeps every attribute, weight name and checkpoint path of Keras' own.
+        self.cell.__class__ = WideLSTMCell
+
+
 @keras.saving.register_keras_serializable(package="emorec")
 class RecurrentHead(keras.layers.Layer):
     """Stacked LSTM layers + a Dense(2) shared over time, with explicit states.
@@ -182,7 +224,7 @@ class RecurrentHead(keras.layers.Layer):
         units: units of every LSTM layer.
         num_layers: number of stacked LSTM layers.
         cell: ``"peephole"`` (:class:`PeepholeLSTMCell`, the release) or ``"keras"``
-            (``keras.layers.LSTM``).
+            (``keras.layers.LSTM``, as :class:`WideLSTM`).
         cell_clip: the peephole cell's clip value, or None (ignored by ``"keras"``).
         forget_bias: the forget-gate bias (0 or 1 with ``"keras"``).
         num_outputs: width of the linear output (2: arousal, valence).
@@ -220,7 +262,7 @@ class RecurrentHead(keras.layers.Layer):
     def _make_rnn(self, k: int):
         if self.cell == "keras":
             # Keras' LSTM puts the forget bias into the bias initialiser instead.
-            return keras.layers.LSTM(
+            return WideLSTM(
                 self.units,
                 return_sequences=True,
                 return_state=True,

@@ -39,7 +39,9 @@ class ModelSpec:
     objective: Callable | None
     loss_config_class: type | None
     description: str
-    xla: bool = False  # training.jit_compile: auto compiles its steps (measured exact and faster: benchmarks/xla.py)
+    # training.jit_compile: auto compiles its whole step (True) or only its optimizer update ("update"),
+    # where benchmarks/xla.py measured that exact and faster; False: nothing.
+    xla: bool | str = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -54,7 +56,7 @@ def register_model(
     objective: Callable | None = None,
     loss_config_class: type | None = None,
     description: str = "",
-    xla: bool = False,
+    xla: bool | str = False,
 ):
     """Decorator registering ``builder(config) -> keras.Model`` under ``name``.
 
@@ -67,7 +69,8 @@ def register_model(
             task's.
         loss_config_class: the section class of its ``loss:`` settings; None = the task's.
         description: one line for listings.
-        xla: ``training.jit_compile: auto`` compiles this model's steps with XLA (set only where
+        xla: what ``training.jit_compile: auto`` compiles with XLA on one device: True the whole
+            step, ``"update"`` only the optimizer's update, False nothing (set only where
             ``benchmarks/xla.py`` measured it faster and ``tests/test_xla.py`` exact).
 
     Returns:
@@ -81,6 +84,8 @@ def register_model(
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
+        if xla not in (True, False, "update"):
+            raise ValueError(f"model {name!r}: xla must be True, False or 'update', got {xla!r}")
         if (objective is None) != (loss_config_class is None):
             raise ValueError(f"model {name!r}: give both objective and loss_config_class, or neither")
         _REGISTRY[name] = ModelSpec(name, builder, config_class, tuple(modalities), task, objective,

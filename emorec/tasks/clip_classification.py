@@ -275,7 +275,9 @@ def fusion_batches(data, partition: str, batch_size: int, *, training: bool, see
         ds = ds.shuffle(len(arrays["label"]), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    from emorec.tfdata_options import without_autotune_thread
+
+    return without_autotune_thread(ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE))
 
 
 def fusion_inputs(features: dict) -> dict:

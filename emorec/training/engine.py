@@ -98,33 +98,35 @@ def default_run_dir(model_name: str) -> Path:
     return Path("runs") / f"{model_name}-{stamp}"
 
 
-def use_xla(setting, spec, strategy) -> bool:
-    """Whether the steps are XLA-compiled: ``training.jit_compile`` for this model and strategy.
+def xla_mode(setting, spec, strategy) -> str:
+    """What XLA compiles: ``training.jit_compile`` for this model and strategy.
 
-    ``auto`` compiles on one device for models registered with ``xla=True``
-    (measured exact and faster); ``true`` on several replicas is refused, since
-    the cross-replica sums of the CCC and of the gradients are not compiled.
+    ``auto`` takes the model's registered choice (measured exact and faster) on
+    one device and compiles nothing on several; ``true`` or ``update`` on several
+    replicas is refused, since the cross-replica sums of the CCC and of the
+    gradients are not compiled.
 
     Args:
-        setting: ``training.jit_compile``: True, False or ``"auto"``.
-        spec: the model's registry entry (``xla``: measured exact and faster under XLA).
+        setting: ``training.jit_compile``: True, False, ``"update"`` or ``"auto"``.
+        spec: the model's registry entry (``xla``: True, ``"update"`` or False).
         strategy: the run's ``tf.distribute`` strategy.
 
     Returns:
-        Whether to compile.
+        ``"step"`` (the whole training step and the validation forward pass),
+        ``"update"`` (only the optimizer's update; the gradient runs plain) or ``"off"``.
 
     Raises:
-        ConfigError: ``jit_compile: true`` with several replicas.
+        ConfigError: ``jit_compile`` true or update with several replicas.
     """
     single = strategy.num_replicas_in_sync == 1 and not isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if setting is True and not single:
-        raise ConfigError(
-            f"training.jit_compile: true compiles the steps for one device; this run has "
-            f"{strategy.num_replicas_in_sync} replicas ({strategy_name(strategy)}): use jit_compile auto or false")
     if setting == "auto":
-        return single and spec.xla
-    return bool(setting)
+        setting = spec.xla if single else False
+    if setting is not False and not single:
+        raise ConfigError(
+            f"training.jit_compile: {str(setting).lower()} compiles for one device; this run has "
+            f"{strategy.num_replicas_in_sync} replicas ({strategy_name(strategy)}): use jit_compile auto or false")
+    return {True: "step", "update": "update"}.get(setting, "off")
 
 
 def make_optimizer(config):
@@ -179,9 +181,10 @@ class Trainer:
             self.optimizer = make_optimizer(self.config.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         names = [t.name for t in self.model.inputs]
-        self.jit_compile = use_xla(self.config.training.jit_compile, self.spec, self.strategy)
+        self.xla = xla_mode(self.config.training.jit_compile, self.spec, self.strategy)
         context = StepContext(self.model, self.optimizer, self.task.objective(self.spec, self.config.loss),
-                              self.strategy, self.config.data.batch_size, names, self.jit_compile)
+                              self.strategy, self.config.data.batch_size, names,
+                              jit_compile=self.xla == "step", jit_update=self.xla == "update")
         self.step = self.task.make_step(self.config, context)
         self.state = TrainState()
         self.checkpoints = RunCheckpoints(self.run_dir.path, self.model, self.optimizer, self.state,

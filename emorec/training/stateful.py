@@ -36,7 +36,7 @@ import tensorflow as tf
 from emorec.errors import ConfigError
 from emorec.models.twin import STATES, recurrent_heads, state_shape, state_twin
 from emorec.training.predictions import carry
-from emorec.training.replica import reduce_terms, replica_update
+from emorec.training.replica import compiled_update, reduce_terms, replica_update
 from emorec.training.steps import StepContext, TrainStep
 
 
@@ -120,11 +120,12 @@ class StatefulStep(TrainStep):
         self._states = None
         replicas = strategy.num_replicas_in_sync
         self.jit_compile = context.jit_compile
+        apply = compiled_update(optimizer, model.trainable_variables) if context.jit_update else None
 
         def replica_step(batch, states):
             inputs = {k: batch[k] for k in names}
             inputs[STATES] = carry(states, batch["reset"])
-            out, outputs = replica_update(model, twin, inputs, batch, objective, optimizer, replicas)
+            out, outputs = replica_update(model, twin, inputs, batch, objective, optimizer, replicas, apply)
             return out, settle(outputs[STATES], batch["mask"])
 
         @tf.function(jit_compile=context.jit_compile)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from emorec.training.replica import reduce_terms, replica_update
+from emorec.training.replica import compiled_update, reduce_terms, replica_update
 
 
 @dataclasses.dataclass
@@ -32,7 +32,8 @@ class StepContext:
     strategy: tf.distribute.Strategy
     batch_size: int
     input_names: list[str]
-    jit_compile: bool = False  # XLA (one device only: see emorec.training.engine.use_xla)
+    jit_compile: bool = False  # XLA for the whole step (one device only: see emorec.training.engine.xla_mode)
+    jit_update: bool = False  # XLA for the optimizer's update alone (one device only)
 
 
 class TrainStep:
@@ -58,9 +59,11 @@ class WindowedStep(TrainStep):
         replicas = strategy.num_replicas_in_sync
         self.jit_compile = context.jit_compile
 
+        apply = compiled_update(optimizer, model.trainable_variables) if context.jit_update else None
+
         def replica_step(batch):
             out, _ = replica_update(model, model, {k: batch[k] for k in names}, batch, objective,
-                                    optimizer, replicas)
+                                    optimizer, replicas, apply)
             return out
 
         @tf.function(jit_compile=context.jit_compile)

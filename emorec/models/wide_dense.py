@@ -1,0 +1,62 @@
+"""A Dense layer for wide kernels, whose input gradient is computed the cheap way round.
+
+The gradient of ``y = x · W`` with respect to ``x`` is ``dy · Wᵀ``. On the CPU,
+oneDNN runs that product with a transposed 18432 × 2048 kernel (the face
+auto-encoder's ``fc_latent`` and ``fc_expand``) about twice as slowly as the
+same numbers computed as ``(W · dyᵀ)ᵀ``, where only the small ``dy`` is
+transposed (80 × 18432 × 2048: 81 ms against 42 ms on this project's 2 cores;
+``benchmarks/train_step.py``). :class:`WideDense` is ``keras.layers.Dense``
+with that gradient; its forward pass, weights, configuration and values are
+Dense's, so checkpoints move between the two. Only training calls
+(``training=True``) take the custom gradient: inference graphs, and so every
+export (SavedModel, ONNX, LiteRT), hold Dense's plain product.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@ops.custom_gradient
+def wide_matmul(x, kernel):
+    """``x · kernel`` for 2-D ``x``, with ``d/dx = (kernel · dyᵀ)ᵀ`` (see the module docstring).
+
+    Args:
+        x: ``(B, D)`` inputs.
+        kernel: ``(D, U)`` weights.
+
+    Returns:
+        ``(B, U)``, equal to ``ops.matmul(x, kernel)``.
+
+    >>> import numpy as np
+    >>> x, w = np.ones((2, 3), "float32"), np.arange(12, dtype="float32").reshape(3, 4)
+    >>> ops.convert_to_numpy(wide_matmul(x, w)).tolist()
+    [[12.0, 15.0, 18.0, 21.0], [12.0, 15.0, 18.0, 21.0]]
+    """
+
+    def grad(*args, upstream=None):
+        dy = args[0] if upstream is None else upstream
+        return ops.transpose(ops.matmul(kernel, ops.transpose(dy))), ops.matmul(ops.transpose(x), dy)
+
+    return ops.matmul(x, kernel), grad
+
+
+@keras.saving.register_keras_serializable(package="emorec")
+class WideDense(keras.layers.Dense):
+    """``keras.layers.Dense`` whose input gradient avoids transposing the kernel (module docstring).
+
+    Inference calls, inputs of rank other than 2, LoRA and quantized layers take Dense's own path.
+    """
+
+    def call(self, inputs, training=None):
+        plain = not training or len(inputs.shape) != 2
+        if plain or self.lora_enabled or getattr(self, "quantization_mode", None):
+            return super().call(inputs, training=training)
+        # Read the kernel outside the custom gradient, which then sees a tensor, not a variable.
+        x = wide_matmul(inputs, ops.copy(self.kernel))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x

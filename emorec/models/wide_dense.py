@@ -50,6 +50,15 @@ class WideDense(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
+        """Dense's output; with ``training`` True and 2-D inputs through :func:`wide_matmul`.
+
+        Args:
+            inputs: ``(B, D)`` (or any rank Dense takes).
+            training: True in training calls.
+
+        Returns:
+            ``activation(inputs · kernel + bias)``, as ``keras.layers.Dense``.
+        """
         plain = not training or len(inputs.shape) != 2
         if plain or self.lora_enabled or getattr(self, "quantization_mode", None):
             return super().call(inputs, training=training)

@@ -5,7 +5,7 @@ oneDNN runs that product with a transposed 18432 × 2048 kernel (the face
 auto-encoder's ``fc_latent`` and ``fc_expand``) about twice as slowly as the
 same numbers computed as ``(W · dyᵀ)ᵀ``, where only the small ``dy`` is
 transposed (80 × 18432 × 2048: 81 ms against 42 ms on this project's 2 cores;
-``benchmarks/train_step.py``). :class:`WideDense` is ``keras.layers.Dense``
+benchmarks/README.md, "Training steps with and without XLA"). :class:`WideDense` is ``keras.layers.Dense``
 with that gradient; its forward pass, weights, configuration and values are
 Dense's, so checkpoints move between the two. Only training calls
 (``training=True``) take the custom gradient: inference graphs, and so every

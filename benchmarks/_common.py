@@ -268,6 +268,9 @@ def load_train_config(name: str):
     return resolve_config(config_path_for(name))
 
 
+XLA_MODE = {False: "off", True: "step", "update": "update"}  # a benchmark's jit choice -> StepContext.xla
+
+
 def make_train_step(model, config, jit: bool | str = False):
     """The training engine's own step (:class:`emorec.training.steps.WindowedStep`) on one device.
 
@@ -285,7 +288,7 @@ def make_train_step(model, config, jit: bool | str = False):
     optimizer.build(model.trainable_variables)
     context = StepContext(model, optimizer, get_task(spec.task).objective(spec, config.loss),
                           tf.distribute.get_strategy(), config.data.batch_size,
-                          [t.name for t in model.inputs], jit_compile=jit is True, jit_update=jit == "update")
+                          [t.name for t in model.inputs], xla=XLA_MODE[jit])
     step = WindowedStep(context)
     return lambda batch: step(batch)["loss"]
 

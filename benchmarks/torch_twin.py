@@ -627,7 +627,7 @@ def emorec_calls(name: str, config, model, arrays: dict) -> dict:
 
     for jit in (False, "update", True):
         context = StepContext(model, optimizer, objective, tf.distribute.get_strategy(), len(arrays["mask"]),
-                              names, jit_compile=jit is True, jit_update=jit == "update")
+                              names, xla=_common.XLA_MODE[jit])
         step = task.make_step(config, context)
         label = {False: "", "update": " [xla update]", True: " [xla]"}[jit]
         calls[f"train emorec{label}"] = lambda step=step: _wait(step(batch))

@@ -50,7 +50,7 @@ def _one_step(name, settings, modalities, jit, optimizer=None, update=False):
     task = get_task(spec.task)
     objective = task.objective(spec, (spec.loss_config_class or task.loss_config_class)())
     context = StepContext(model, optimizer, objective, tf.distribute.get_strategy(), 2,
-                          [t.name for t in model.inputs], jit_compile=jit, jit_update=update)
+                          [t.name for t in model.inputs], xla="step" if jit else "update" if update else "off")
     before = [np.array(v) for v in model.trainable_variables]
     terms = {k: float(v) for k, v in WindowedStep(context)(_batch(modalities)).items()}
     return terms, [np.array(v) - b for v, b in zip(model.trainable_variables, before)]
@@ -118,6 +118,11 @@ def test_xla_mode_follows_the_setting_and_the_registry_on_one_device_only():
     for setting in (True, "update"):
         with pytest.raises(ConfigError, match="compiles for one device; this run has 2 replicas"):
             xla_mode(setting, ae_lstm, TwoReplicas())
+
+
+def test_step_context_refuses_an_unknown_xla_mode():
+    with pytest.raises(ValueError, match="StepContext.xla must be one of off, step, update"):
+        StepContext(None, None, None, tf.distribute.get_strategy(), 2, [], xla="yes")
 
 
 def test_registry_refuses_an_unknown_xla_choice():

@@ -183,8 +183,7 @@ class Trainer:
         names = [t.name for t in self.model.inputs]
         self.xla = xla_mode(self.config.training.jit_compile, self.spec, self.strategy)
         context = StepContext(self.model, self.optimizer, self.task.objective(self.spec, self.config.loss),
-                              self.strategy, self.config.data.batch_size, names,
-                              jit_compile=self.xla == "step", jit_update=self.xla == "update")
+                              self.strategy, self.config.data.batch_size, names, xla=self.xla)
         self.step = self.task.make_step(self.config, context)
         self.state = TrainState()
         self.checkpoints = RunCheckpoints(self.run_dir.path, self.model, self.optimizer, self.state,

@@ -36,7 +36,7 @@ import tensorflow as tf
 from emorec.errors import ConfigError
 from emorec.models.twin import STATES, recurrent_heads, state_shape, state_twin
 from emorec.training.predictions import carry
-from emorec.training.replica import compiled_update, reduce_terms, replica_update
+from emorec.training.replica import reduce_terms, replica_update
 from emorec.training.steps import StepContext, TrainStep
 
 
@@ -120,7 +120,7 @@ class StatefulStep(TrainStep):
         self._states = None
         replicas = strategy.num_replicas_in_sync
         self.jit_compile = context.jit_compile
-        apply = compiled_update(optimizer, model.trainable_variables) if context.jit_update else None
+        apply = context.update_fn()
 
         def replica_step(batch, states):
             inputs = {k: batch[k] for k in names}

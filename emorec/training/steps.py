@@ -21,6 +21,8 @@ import tensorflow as tf
 
 from emorec.training.replica import compiled_update, reduce_terms, replica_update
 
+XLA_MODES = ("off", "step", "update")  # nothing, the whole step, the optimizer's update alone
+
 
 @dataclasses.dataclass
 class StepContext:
@@ -32,8 +34,27 @@ class StepContext:
     strategy: tf.distribute.Strategy
     batch_size: int
     input_names: list[str]
-    jit_compile: bool = False  # XLA for the whole step (one device only: see emorec.training.engine.xla_mode)
-    jit_update: bool = False  # XLA for the optimizer's update alone (one device only)
+    xla: str = "off"  # what XLA compiles, one of XLA_MODES (one device only: emorec.training.engine.xla_mode)
+
+    def __post_init__(self):
+        if self.xla not in XLA_MODES:
+            raise ValueError(f"StepContext.xla must be one of {', '.join(XLA_MODES)}, got {self.xla!r}")
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether the whole step (and the validation forward pass) is compiled."""
+        return self.xla == "step"
+
+    def update_fn(self):
+        """``update(grads)`` with only the optimizer's update compiled (``xla`` update), else None.
+
+        Returns:
+            :func:`~emorec.training.replica.compiled_update` of the model's trainable variables,
+            or None: the step calls ``apply_gradients`` op by op.
+        """
+        if self.xla != "update":
+            return None
+        return compiled_update(self.optimizer, self.model.trainable_variables)
 
 
 class TrainStep:
@@ -58,8 +79,7 @@ class WindowedStep(TrainStep):
         strategy, names = context.strategy, list(context.input_names)
         replicas = strategy.num_replicas_in_sync
         self.jit_compile = context.jit_compile
-
-        apply = compiled_update(optimizer, model.trainable_variables) if context.jit_update else None
+        apply = context.update_fn()
 
         def replica_step(batch):
             out, _ = replica_update(model, model, {k: batch[k] for k in names}, batch, objective,

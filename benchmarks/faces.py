@@ -15,6 +15,11 @@ times:
 It prints frames per second of both, their ratio (the figure that matters on
 a shared machine) and how far the pipeline's crop boxes are from the plain
 ones (centre and side, in pixels, over frames where both found the face).
+
+Last, the pipeline's keyframe detection as emorec runs it (MTCNN's networks
+traced, :mod:`emorec.media.mtcnn_graph`) against mtcnn's own eager calls, on
+the same shrunk keyframes in batches of ``--batch``: the eager ÷ traced time
+and the largest difference between their rows (0 when they agree exactly).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from emorec.media.faces import (  # noqa: E402
     FaceConfig,
+    _shrink,
     crop_face,
     default_detector,
     detect_largest,
@@ -59,6 +65,37 @@ def plain_boxes(frames, detector, config: FaceConfig):
         if last is not None:
             boxes[i] = last
     return boxes, found
+
+
+def traced_against_eager(frames, detector, config: FaceConfig, repeats: int = 3) -> tuple[float, float, float]:
+    """Keyframe detection with the traced detector and with a fresh eager MTCNN on the same batches.
+
+    Returns:
+        ``(traced_s, eager_s, max_abs_difference)``: the best of ``repeats`` passes each, and
+        the largest difference between the two detectors' rows (None on both sides counts 0;
+        a face found by only one of them counts inf).
+    """
+    from mtcnn import MTCNN
+
+    keys = [_shrink(f, config.detect_max_side)[0] for f in frames[::config.detect_every]]
+    batches = [keys[i:i + config.detect_batch] for i in range(0, len(keys), config.detect_batch)]
+    eager = MTCNN()
+    results, times = {}, {}
+    for name, det in (("traced", detector), ("eager", eager)):
+        detect_largest(det, batches[0], config)  # trace / build before timing
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rows = [row for batch in batches for row in detect_largest(det, batch, config)]
+            best = min(best, time.perf_counter() - start)
+        results[name], times[name] = rows, best
+    diff = 0.0
+    for a, b in zip(results["traced"], results["eager"]):
+        if (a is None) != (b is None):
+            diff = float("inf")
+        elif a is not None:
+            diff = max(diff, float(np.abs(a - b).max()))
+    return times["traced"], times["eager"], diff
 
 
 def main(argv=None) -> None:
@@ -120,6 +157,11 @@ def main(argv=None) -> None:
     print(f"crop agreement over {int(both.sum())} frames (crop box side {side.mean():.0f} px): "
           f"centre mean {centre_diff.mean():.2f} px, max {centre_diff.max():.2f} px; "
           f"side mean {side_diff.mean():.2f} px, max {side_diff.max():.2f} px")
+    traced_s, eager_s, diff = traced_against_eager(frames, detector, config)
+    keys = len(frames[::config.detect_every])
+    print(f"keyframe detection ({keys} keyframes, batches of {config.detect_batch}): traced "
+          f"{keys / traced_s:.1f} frames/s, mtcnn eager {keys / eager_s:.1f} frames/s, "
+          f"eager / traced time {eager_s / traced_s:.2f}x, largest row difference {diff:g}")
 
 
 if __name__ == "__main__":

@@ -282,14 +282,19 @@ def test_output_dir_with_user_files_is_refused(speech, tmp_path, capsys):
     assert (out2 / "train" / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.slow
-def test_jobs_2_gives_the_same_shards_as_jobs_1(face_media, tmp_path):
+def _three_talks_csv(face_media, tmp_path):
+    """One recordings CSV naming the astronaut video three times, once per partition."""
     root, _, _ = face_media
-    csv = write_csv(tmp_path / "r.csv", [
+    return write_csv(tmp_path / "r.csv", [
         ["one", "train", "", "", root / "talk.mp4", root / "talk.csv"],
         ["two", "dev", "", "", root / "talk.mp4", ""],
         ["three", "test", "", "", root / "talk.mp4", ""],
     ])
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_same_shards_as_jobs_1(face_media, tmp_path):
+    csv = _three_talks_csv(face_media, tmp_path)
     sums = []
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
@@ -299,6 +304,32 @@ def test_jobs_2_gives_the_same_shards_as_jobs_1(face_media, tmp_path):
         manifest = read_manifest(out)
         sums.append({rid: (s.sha256, file_sha256(out / s.path)) for rid, s in manifest.shards.items()})
     assert sums[0] == sums[1] and len(sums[0]) == 3
+
+
+def test_threads_give_the_same_shards_as_one_thread(face_media, tmp_path):
+    # The demo's media-only build runs recordings in threads sharing one traced MTCNN.
+    from emorec.corpus.adapters.manifest_csv import read_recordings_csv
+
+    sources = read_recordings_csv(_three_talks_csv(face_media, tmp_path))
+    options = BuildOptions(window=0.4, face_size=48)
+    sums = []
+    for jobs, parallel in ((1, "processes"), (3, "threads")):
+        out = tmp_path / parallel
+        manifest = build.build_dataset(sources, out, options, "manifest", jobs=jobs, parallel=parallel,
+                                       cache_dir=tmp_path / f"faces-{parallel}", progress=False)
+        sums.append({rid: (s.sha256, file_sha256(out / s.path)) for rid, s in manifest.shards.items()})
+    assert sums[0] == sums[1] and len(sums[0]) == 3
+
+
+def test_parallel_kind_is_checked_before_anything_is_written(tmp_path):
+    from emorec.features.sets import FeatureOptions
+
+    with pytest.raises(ConfigError, match="parallel must be one of processes, threads"):
+        build.build_dataset([], tmp_path / "a", BuildOptions(modalities=("audio",)), "manifest", parallel="fork")
+    options = BuildOptions(modalities=("audio",), features=FeatureOptions(extract=("audio_lld",)))
+    with pytest.raises(ConfigError, match="feature extractors may not be thread-safe"):
+        build.build_dataset([], tmp_path / "b", options, "manifest", jobs=2, parallel="threads")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_cli_subprocess(speech, tmp_path, capsys):

@@ -118,3 +118,34 @@ def test_stderr_filter_stops_at_exit_while_a_child_holds_descriptor_2(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+_EXIT_SCRIPT = """
+import atexit, sys, threading, time
+import tensorflow
+from emorec.cli import exit_with
+from emorec.console import configure
+configure(0)  # the stderr filter, drained by its exit handler
+atexit.register(lambda: open(sys.argv[1], "w").write("handler ran"))
+if sys.argv[2] == "thread":
+    threading.Thread(target=lambda: (time.sleep(1), open(sys.argv[1] + ".thread", "w").write("done"))).start()
+print("last line", flush=False)
+sys.stderr.write("unflushed error line\\n")
+exit_with(3)
+"""
+
+
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_exit_with_keeps_status_output_and_exit_handlers(tmp_path, other_thread):
+    # With TensorFlow loaded the interpreter's teardown is skipped (os._exit), except while
+    # another thread still runs; either way nothing printed or registered is lost.
+    marker = tmp_path / "marker"
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_SCRIPT)
+    result = _run(str(script), str(marker), "thread" if other_thread else "none",
+                  env={"EMOREC_STDERR_FILTER": "1"})
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == "last line"
+    assert "unflushed error line" in result.stderr
+    assert marker.read_text() == "handler ran"
+    assert (tmp_path / "marker.thread").exists() == other_thread

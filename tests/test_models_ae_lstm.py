@@ -503,9 +503,9 @@ def test_registry_and_yaml_mirror_the_defaults(name):
     assert config.training.epochs * config.training.steps_per_epoch == 50_000
     assert sorted(config.data.modalities) == sorted(spec.modalities)
     demo = resolve_config(path, demo=True)
-    # The main job's schedule, as measured in the README (150 steps of 16 windows); the
+    # The main job's schedule, as measured in the README (160 steps of 16 windows); the
     # ablations share it so that the README's ablation table compares like with like.
-    assert demo.training.epochs * demo.training.steps_per_epoch == 150
+    assert demo.training.epochs * demo.training.steps_per_epoch == 160
     assert demo.data.batch_size == 16
     main = resolve_config(REPO / "train" / "ae_lstm.yaml", demo=True)
     for section in ("optimizer", "loss", "training"):

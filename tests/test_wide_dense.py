@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from emorec.models.wide_dense import WideDense, wide_matmul
@@ -96,13 +97,17 @@ def test_face_auto_encoder_uses_it_for_its_wide_layers():
     assert type(decoder.get_layer("fc_expand")) is WideDense
 
 
-def test_wide_lstm_equals_keras_lstm_values_and_gradients():
+@pytest.mark.parametrize("steps", [4, 20])  # 4: hoisted input product, unrolled; 20: Keras' loop
+@pytest.mark.parametrize("from_states", [False, True])
+def test_wide_lstm_equals_keras_lstm_values_and_gradients(steps, from_states):
     from emorec.models.recurrent import WideLSTM
 
     keras.utils.set_random_seed(4)
     theirs = keras.layers.LSTM(6, return_sequences=True, return_state=True, unit_forget_bias=True)
     ours = WideLSTM(6, return_sequences=True, return_state=True, unit_forget_bias=True)
-    x = tf.constant(np.random.default_rng(5).standard_normal((3, 4, 9)).astype(np.float32))
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.standard_normal((3, steps, 9)).astype(np.float32))
+    states = [tf.constant(rng.standard_normal((3, 6)).astype(np.float32)) for _ in range(2)]
     theirs(x)
     ours(x)
     ours.set_weights(theirs.get_weights())
@@ -111,9 +116,31 @@ def test_wide_lstm_equals_keras_lstm_values_and_gradients():
     def run(layer):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            seq, h, c = layer(x, training=True)
+            tape.watch(states)
+            seq, h, c = layer(x, initial_state=states if from_states else None, training=True)
             loss = tf.reduce_sum(seq * tf.range(1.0, 7.0)) + tf.reduce_sum(c)
-        return [seq, h, c] + tape.gradient(loss, [x] + layer.trainable_weights)
+        sources = [x] + (states if from_states else []) + layer.trainable_weights
+        return [seq, h, c] + tape.gradient(loss, sources)
 
-    for a, b in zip(run(ours), run(theirs)):
+    for a, b in zip(run(ours), run(theirs), strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    inference = ours(x, training=False)
+    for a, b in zip(inference, theirs(x, training=False), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # inference is Keras' own loop
+
+
+def test_wide_lstm_unrolls_only_short_known_training_windows():
+    from emorec.models.recurrent import WideLSTM
+
+    layer = WideLSTM(4, return_sequences=True)
+    layer.build((None, 5, 3))
+
+    def has_loop(shape, training):
+        fn = tf.function(lambda x: layer(x, training=training))
+        graph = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+        return any(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
+
+    assert not has_loop((2, 5, 3), training=True)
+    assert has_loop((2, 5, 3), training=False)
+    assert has_loop((2, None, 3), training=True)  # length unknown when traced
+    assert has_loop((2, WideLSTM.UNROLL_MAX_STEPS + 1, 3), training=True)

@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 SHARD_SUFFIX = ".tfrecord"
 CACHE_DIR = ".cache"
+# How build_dataset runs recordings side by side (its ``parallel`` argument).
+PARALLEL_KINDS = ("processes", "threads")
 # "<rid>: face found in K of N frames (P%)" - always written for video, read back by the summary.
 _FACES_LINE = re.compile(r": face found in (\d+) of (\d+) frames")
 # Write failures that are the storage's, not a bug: reported as "<path>: <what>", exit status 2.
@@ -399,6 +401,7 @@ def build_dataset(
     cache_dir=None,
     progress: bool = True,
     root=None,
+    parallel: str = "processes",
 ) -> DatasetManifest:
     """Build (or resume) the dataset in ``out`` from ``sources``; return its manifest.
 
@@ -408,10 +411,14 @@ def build_dataset(
         options: how recordings become windows (stored in the manifest).
         source_name: the adapter's name, stored in the manifest's options.
         force: delete this dataset's shards and manifest first and rebuild everything.
-        jobs: recordings built in parallel processes.
+        jobs: recordings built in parallel.
         cache_dir: the face-detection cache (default ``OUT/.cache/faces``).
         progress: show progress bars.
         root: the corpus folder (released feature paths are stored relative to it).
+        parallel: ``"processes"`` (each pays a TensorFlow import, a few seconds, then runs
+            without sharing the interpreter) or ``"threads"`` (no start-up cost; MTCNN, the
+            decoders and the encoders release the interpreter's lock for much of their work,
+            but feature extractors may not be thread-safe, so it refuses feature sets).
 
     Returns:
         The manifest written to ``OUT/manifest.json``.
@@ -430,6 +437,10 @@ def build_dataset(
     out = Path(out)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if parallel not in PARALLEL_KINDS:
+        raise ConfigError(f"parallel must be one of {', '.join(PARALLEL_KINDS)}, got {parallel!r}")
+    if parallel == "threads" and options.features.requested:
+        raise ConfigError("parallel='threads' builds media only: feature extractors may not be thread-safe")
     opts = json.loads(json.dumps(options.manifest_options(source_name)))
     released = check_feature_inputs(sources, options.features, options.label_alignment, options.tolerance_s,
                                     root) if options.features.requested else {}
@@ -441,11 +452,20 @@ def build_dataset(
         models, model_sha = feature_models(sources, options.features, out, options.face, options.face_size,
                                            cache, jobs, progress)
         infos = feature_set_infos(options.features, released, model_sha)
-        return _build(sources, out, options, manifest, jobs, cache, progress, infos, models)
+        return _build(sources, out, options, manifest, jobs, cache, progress, infos, models, parallel)
+
+
+def _executor(parallel: str, workers: int) -> concurrent.futures.Executor:
+    if parallel == "threads":
+        return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emorec-build")
+    # spawn, not fork: the caller may already run TensorFlow's thread pools.
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    )
 
 
 def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache, progress, infos=None,
-           models=None):
+           models=None, parallel="processes"):
     """Build what ``manifest`` lacks (the caller holds the directory's lock)."""
     from tqdm import tqdm
 
@@ -497,10 +517,7 @@ def _build(sources, out: Path, options, manifest: DatasetManifest, jobs, cache, 
             for source in todo:
                 finish(build_shard(source, options, out, cache, progress, models))
         else:
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(jobs, len(todo)), mp_context=context
-            ) as pool:
+            with _executor(parallel, min(jobs, len(todo))) as pool:
                 futures = [pool.submit(build_shard, s, options, out, cache, False, models) for s in todo]
                 done = set()
                 try:

@@ -6,7 +6,7 @@ How :func:`track_faces` avoids running MTCNN on every full-size frame:
    the small copy is kept only until its chunk of frames is settled.
 2. Every ``detect_every``-th frame (and the last one) is a *keyframe*.
    Keyframes are detected ``detect_batch`` at a time: MTCNN 1.0 runs a batch
-   through its networks in one eager call per pyramid scale, so a batch of 8
+   through its networks in one call per pyramid scale, so a batch of 8
    small frames costs about as much as 2-3 single calls.
 3. Where one keyframe has a face and the next has none (or the reverse), the
    frames between them are detected too (``refine_edges``), so a stretch
@@ -376,6 +376,9 @@ _DETECTOR_LOCK = threading.Lock()
 def default_detector():
     """The process-wide MTCNN detector, built on first use (loading it imports TensorFlow).
 
+    Its networks run as traced graphs (:mod:`emorec.media.mtcnn_graph`): the
+    same detections, about 3x faster than mtcnn's eager calls.
+
     Returns:
         The shared ``mtcnn.MTCNN`` instance (thread-safe creation).
     """
@@ -384,7 +387,11 @@ def default_detector():
         if _DETECTOR is None:
             from mtcnn import MTCNN
 
-            _DETECTOR = MTCNN()
+            from emorec.media.mtcnn_graph import trace_mtcnn_networks
+
+            detector = MTCNN()
+            trace_mtcnn_networks(detector)
+            _DETECTOR = detector
         return _DETECTOR
 
 

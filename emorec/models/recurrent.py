@@ -199,13 +199,72 @@ class WideLSTMCell(keras.layers.LSTMCell):
 
 @keras.saving.register_keras_serializable(package="emorec")
 class WideLSTM(keras.layers.LSTM):
-    """``keras.layers.LSTM`` stepping with :class:`WideLSTMCell` (same arguments, weights and cuDNN path)."""
+    """``keras.layers.LSTM`` stepping with :class:`WideLSTMCell` (same arguments, weights and cuDNN path).
+
+    Training on the CPU over a short window of known length (at most
+    :data:`UNROLL_MAX_STEPS` frames; the ``ae_lstm`` windows have 5) takes
+    :meth:`unrolled_training_loop`: the input product of every time step in one
+    matrix product, then the steps unrolled. Everywhere else (inference,
+    exports, masks, dropout, a GPU, long or unknown lengths) it is Keras' loop.
+    """
+
+    UNROLL_MAX_STEPS = 16
 
     def __init__(self, units, **kwargs):
         super().__init__(units, **kwargs)
         # LSTM builds its LSTMCell inside __init__; the subclass only replaces call(), so the
         # cell keeps every attribute, weight name and checkpoint path of Keras' own.
         self.cell.__class__ = WideLSTMCell
+
+    def _unrolls(self, sequences, mask, training) -> bool:
+        cell = self.cell
+        steps = sequences.shape[1]
+        return bool(
+            training and mask is None and steps is not None and steps <= self.UNROLL_MAX_STEPS
+            and not (self.go_backwards or self.stateful)
+            and cell.implementation != 1 and not (0.0 < cell.dropout < 1.0)
+            and not (0.0 < cell.recurrent_dropout < 1.0)
+            and not keras.distribution.list_devices("gpu")
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        """Keras' loop, or :meth:`unrolled_training_loop` when training a short window on the CPU."""
+        if self._unrolls(sequences, mask, training):
+            return self.unrolled_training_loop(sequences, initial_state)
+        return super().inner_loop(sequences, initial_state, mask, training=training)
+
+    def unrolled_training_loop(self, sequences, initial_state):
+        """The LSTM over ``(B, T, D)`` with the input product hoisted out of the steps.
+
+        Keras' loop multiplies each step's ``(B, D)`` inputs by the kernel
+        inside a while loop; here one ``(B T, D)`` product serves every step
+        and its gradient is one product too, instead of ``T`` of them summed
+        inside the loop's gradient. The sums per step are Keras' own:
+        ``x W + h U``, then the bias.
+
+        Args:
+            sequences: ``(B, T, D)`` inputs, ``T`` known.
+            initial_state: ``[h_0, c_0]``, each ``(B, units)``.
+
+        Returns:
+            ``(last_output, outputs, [h_T, c_T])`` as Keras' ``backend.rnn`` returns them.
+        """
+        cell = self.cell
+        steps, depth, gates = sequences.shape[1], sequences.shape[2], 4 * cell.units
+        projected = wide_matmul(ops.reshape(sequences, (-1, depth)), ops.copy(cell.kernel))
+        projected = ops.reshape(projected, (-1, steps, gates))
+        recurrent_kernel = ops.copy(cell.recurrent_kernel)
+        h, c = initial_state[0], initial_state[1]
+        outputs = []
+        for t in range(steps):
+            z = projected[:, t] + wide_matmul(h, recurrent_kernel)
+            if cell.use_bias:
+                z = z + cell.bias
+            i, f, g, o = ops.split(z, 4, axis=-1)
+            c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
+            h = cell.recurrent_activation(o) * cell.activation(c)
+            outputs.append(h)
+        return h, ops.stack(outputs, axis=1), [h, c]
 
 
 @keras.saving.register_keras_serializable(package="emorec")

@@ -143,7 +143,7 @@ class PeepholeLSTMCell(keras.layers.Layer):
         """
         h_prev, c_prev = states[0], states[1]
         joint = ops.concatenate([inputs, h_prev], axis=-1)
-        z = (wide_matmul(joint, ops.copy(self.kernel)) if training else ops.matmul(joint, self.kernel)) + self.bias
+        z = (wide_matmul(joint, self.kernel) if training else ops.matmul(joint, self.kernel)) + self.bias
         i, j, f, o = ops.split(z, 4, axis=-1)
         if self.use_peepholes:
             i = i + self.w_i * c_prev
@@ -182,13 +182,29 @@ class WideLSTMCell(keras.layers.LSTMCell):
     recurrent dropout or ``implementation=1`` it runs Keras' own step.
     """
 
+    def takes_wide_path(self, training) -> bool:
+        """True when this step runs :meth:`step_from_input_product`: training, no dropout, implementation 2."""
+        dropping = 0.0 < self.dropout < 1.0 or 0.0 < self.recurrent_dropout < 1.0
+        return bool(training) and not dropping and self.implementation != 1
+
     def call(self, inputs, states, training=False):
         """One time step: returns ``(h_t, [h_t, c_t])`` (``keras.layers.LSTMCell``'s interface)."""
-        dropping = training and (0.0 < self.dropout < 1.0 or 0.0 < self.recurrent_dropout < 1.0)
-        if not training or dropping or self.implementation == 1:
+        if not self.takes_wide_path(training):
             return super().call(inputs, states, training=training)
+        return self.step_from_input_product(wide_matmul(inputs, self.kernel), states)
+
+    def step_from_input_product(self, input_product, states):
+        """The step given its inputs already multiplied by the kernel: ``x W + h U``, then the bias.
+
+        Args:
+            input_product: ``(B, 4 units)``, the step's ``x W``.
+            states: ``[h_{t-1}, c_{t-1}]``, each ``(B, units)``.
+
+        Returns:
+            ``(h_t, [h_t, c_t])``, as Keras' LSTMCell computes them.
+        """
         h_prev, c_prev = states[0], states[1]
-        z = wide_matmul(inputs, ops.copy(self.kernel)) + wide_matmul(h_prev, ops.copy(self.recurrent_kernel))
+        z = input_product + wide_matmul(h_prev, self.recurrent_kernel)
         if self.use_bias:
             z = z + self.bias
         i, f, g, o = ops.split(z, 4, axis=-1)
@@ -217,13 +233,11 @@ class WideLSTM(keras.layers.LSTM):
         self.cell.__class__ = WideLSTMCell
 
     def _unrolls(self, sequences, mask, training) -> bool:
-        cell = self.cell
         steps = sequences.shape[1]
         return bool(
-            training and mask is None and steps is not None and steps <= self.UNROLL_MAX_STEPS
+            self.cell.takes_wide_path(training) and mask is None
+            and steps is not None and steps <= self.UNROLL_MAX_STEPS
             and not (self.go_backwards or self.stateful)
-            and cell.implementation != 1 and not (0.0 < cell.dropout < 1.0)
-            and not (0.0 < cell.recurrent_dropout < 1.0)
             and not keras.distribution.list_devices("gpu")
         )
 
@@ -250,21 +264,15 @@ class WideLSTM(keras.layers.LSTM):
             ``(last_output, outputs, [h_T, c_T])`` as Keras' ``backend.rnn`` returns them.
         """
         cell = self.cell
-        steps, depth, gates = sequences.shape[1], sequences.shape[2], 4 * cell.units
-        projected = wide_matmul(ops.reshape(sequences, (-1, depth)), ops.copy(cell.kernel))
-        projected = ops.reshape(projected, (-1, steps, gates))
-        recurrent_kernel = ops.copy(cell.recurrent_kernel)
-        h, c = initial_state[0], initial_state[1]
+        steps, depth = sequences.shape[1], sequences.shape[2]
+        projected = wide_matmul(ops.reshape(sequences, (-1, depth)), cell.kernel)
+        projected = ops.reshape(projected, (-1, steps, 4 * cell.units))
+        states = [initial_state[0], initial_state[1]]
         outputs = []
         for t in range(steps):
-            z = projected[:, t] + wide_matmul(h, recurrent_kernel)
-            if cell.use_bias:
-                z = z + cell.bias
-            i, f, g, o = ops.split(z, 4, axis=-1)
-            c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
-            h = cell.recurrent_activation(o) * cell.activation(c)
+            h, states = cell.step_from_input_product(projected[:, t], states)
             outputs.append(h)
-        return h, ops.stack(outputs, axis=1), [h, c]
+        return h, ops.stack(outputs, axis=1), states
 
 
 @keras.saving.register_keras_serializable(package="emorec")

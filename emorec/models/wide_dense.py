@@ -18,13 +18,13 @@ import keras
 from keras import ops
 
 
-@ops.custom_gradient
 def wide_matmul(x, kernel):
     """``x · kernel`` for 2-D ``x``, with ``d/dx = (kernel · dyᵀ)ᵀ`` (see the module docstring).
 
     Args:
         x: ``(B, D)`` inputs.
-        kernel: ``(D, U)`` weights.
+        kernel: ``(D, U)`` weights: a variable (read here, so that the custom gradient
+            sees a tensor) or a tensor.
 
     Returns:
         ``(B, U)``, equal to ``ops.matmul(x, kernel)``.
@@ -34,7 +34,11 @@ def wide_matmul(x, kernel):
     >>> ops.convert_to_numpy(wide_matmul(x, w)).tolist()
     [[12.0, 15.0, 18.0, 21.0], [12.0, 15.0, 18.0, 21.0]]
     """
+    return _wide_product(x, ops.copy(kernel))
 
+
+@ops.custom_gradient
+def _wide_product(x, kernel):
     def grad(*args, upstream=None):
         dy = args[0] if upstream is None else upstream
         return ops.transpose(ops.matmul(kernel, ops.transpose(dy))), ops.matmul(ops.transpose(x), dy)
@@ -62,8 +66,7 @@ class WideDense(keras.layers.Dense):
         plain = not training or len(inputs.shape) != 2
         if plain or self.lora_enabled or getattr(self, "quantization_mode", None):
             return super().call(inputs, training=training)
-        # Read the kernel outside the custom gradient, which then sees a tensor, not a variable.
-        x = wide_matmul(inputs, ops.copy(self.kernel))
+        x = wide_matmul(inputs, self.kernel)
         if self.bias is not None:
             x = ops.add(x, self.bias)
         if self.activation is not None:
